@@ -1,0 +1,1 @@
+"""Demo stages, run in name order by ``examples/demo.py``."""

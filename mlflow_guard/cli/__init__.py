@@ -1,0 +1,94 @@
+"""The ``mlflow-guard`` command line.
+
+Subcommands live in modules named ``cmd_<name>.py`` in this package; each defines ``NAME``,
+``HELP`` and ``register(parser)``, which sets ``func`` (``args -> int``) on the parser. There is
+one exception boundary, here: a :class:`GuardError` prints its diagnostics (or JSON with
+``--json``) and exits with its code; anything else exits 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from mlflow_guard.core.errors import EXIT_INTERNAL, EXIT_USAGE, GuardError
+
+PROG = "mlflow-guard"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\nNext step: run `{self.prog} --help`\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser(prog: str = PROG, package: str = __name__) -> argparse.ArgumentParser:
+    """Build the parser from every ``cmd_*`` module of ``package``."""
+    parser = _Parser(
+        prog=prog,
+        description="mlflow-guard: lineage, signing and access control for MLflow and DVC.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    pkg = importlib.import_module(package)
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("cmd_"):
+            mod = importlib.import_module(f"{package}.{info.name}")
+            p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+            mod.register(p)
+    return parser
+
+
+def run(argv: Sequence[str] | None, *, prog: str = PROG, package: str = __name__) -> int:
+    """Parse ``argv`` and run the subcommand behind the single exception boundary."""
+    parser = build_parser(prog, package)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    want_json = bool(getattr(args, "json", False))
+    try:
+        return int(args.func(args))
+    except GuardError as e:
+        if want_json:
+            print(json.dumps({"ok": False, **e.to_json()}, indent=2))
+        else:
+            print(f"{prog}: {e.diagnostics()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # the one boundary for unexpected failures
+        if want_json:
+            print(
+                json.dumps(
+                    {
+                        "ok": False,
+                        "error": type(e).__name__,
+                        "summary": str(e),
+                        "exit_code": EXIT_INTERNAL,
+                    }
+                )
+            )
+        print(
+            f"{prog}: internal error: {type(e).__name__}: {e}\n"
+            "Next step: this is a bug; please report it with the command you ran.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mlflow-guard``."""
+    return run(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

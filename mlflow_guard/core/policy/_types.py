@@ -1,0 +1,67 @@
+"""Small value types shared by the policy sections: durations, purposes, actions."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``300s``, ``15m``, ``12h``, ``7d``, ``2w`` (or a number of seconds) to a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '300s', '15m', '12h' or '7d'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f"expected a duration such as '300s', '15m', '12h' or '7d', got {value!r}")
+
+
+def _format_duration(value: timedelta) -> str:
+    return f"{int(value.total_seconds())}s"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(_format_duration, return_type=str)
+]
+"""A duration written as ``<number><s|m|h|d|w>`` in YAML."""
+
+
+class Purpose(StrEnum):
+    """What a key is trusted to sign. A key trusted for one purpose is not trusted for another."""
+
+    MODEL = "model"
+    DATASET = "dataset"
+    APPROVAL = "approval"
+    FEEDBACK = "feedback"
+    AUDIT = "audit"
+
+
+class Action(StrEnum):
+    """Actions that access rules grant."""
+
+    READ = "read"
+    LOG = "log"
+    REGISTER = "register"
+    APPROVE = "approve"
+    PROMOTE = "promote"
+    ADMIN = "admin"
+
+
+class StrictModel(BaseModel):
+    """Base of every policy model: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
