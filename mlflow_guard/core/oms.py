@@ -80,7 +80,7 @@ class _Resource(BaseModel):
 
     name: str = Field(min_length=1)
     digest: str = Field(pattern=_HEX)
-    algorithm: Literal["sha256", "blake3"]
+    algorithm: str = Field(pattern=r"^(sha256|blake3)(-sharded-[1-9][0-9]*)?$")
 
 
 class _Serialization(BaseModel):
@@ -151,6 +151,18 @@ def _errors(e: ValidationError) -> list[str]:
     return [f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors()]
 
 
+def resource_algorithm(serialization: Serialization) -> str:
+    """The ``algorithm`` of each resource, as ``model_signing`` 1.1 writes and compares it.
+
+    ``files``: the hash name (``sha256``). ``shards``: ``<hash>-sharded-<shard_size>``: the
+    reference verifier compares this name too, so a shard manifest naming plain ``sha256``
+    would not verify there (the OMS v1.0 schema's enum lists only the plain names).
+    """
+    if serialization.method == "shards":
+        return f"{serialization.hash_type}-sharded-{serialization.shard_size}"
+    return serialization.hash_type
+
+
 def build_bundle(
     resources: dict[str, bytes], serialization: Serialization, model_name: str, signer: keys.Signer
 ) -> dict[str, Any]:
@@ -166,7 +178,7 @@ def build_bundle(
         "predicate": {
             "serialization": serialization.to_predicate(),
             "resources": [
-                {"name": n, "algorithm": serialization.hash_type, "digest": d.hex()}
+                {"name": n, "algorithm": resource_algorithm(serialization), "digest": d.hex()}
                 for n, d in resources.items()
             ],
         },
@@ -252,11 +264,12 @@ def parse_bundle(
         shard_size=ser.shard_size or hashing.DEFAULT_SHARD_SIZE,
     )
     resources: dict[str, bytes] = {}
+    allowed = {ser.hash_type, resource_algorithm(serialization)}
     for r in pred.resources:
-        if r.algorithm != ser.hash_type:
+        if r.algorithm not in allowed:
             raise SignatureInvalid(
                 f"{source}: resource {r.name} uses {r.algorithm}, "
-                f"serialization says {ser.hash_type}"
+                f"serialization says {' or '.join(sorted(allowed))}"
             )
         if r.name in resources:
             raise SignatureInvalid(f"{source}: resource {r.name} is listed twice")
