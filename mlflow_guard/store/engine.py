@@ -1,0 +1,91 @@
+"""Engine construction for SQLite and PostgreSQL, with the transaction modes the store needs.
+
+SQLite: the driver's own transaction handling is switched off and the store emits ``BEGIN
+IMMEDIATE`` for writes (so two writers serialize on the database lock before reading the chain
+head) and ``BEGIN`` for reads. PostgreSQL: writes lock the chain-head row with ``SELECT … FOR
+UPDATE``; migrations take a transaction-level advisory lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from mlflow_guard.store.errors import StoreError
+
+WRITE = "guard_write"
+SUPPORTED = ("sqlite", "postgresql")
+SQLITE_BUSY_TIMEOUT_S = 15.0
+PG_CONNECT_TIMEOUT_S = 5
+
+
+def parse_uri(database_uri: str) -> URL:
+    """Parse and check a database URI.
+
+    Raises:
+        StoreError: unparsable, or a database other than SQLite or PostgreSQL.
+    """
+    try:
+        url = make_url(database_uri)
+    except (ArgumentError, ValueError) as e:
+        raise StoreError(
+            "guard database URI is not valid",
+            details=[f"expected e.g. sqlite:///guard.db or postgresql://user@host:5432/db; {e}"],
+            hint="fix storage.database_uri in guard.yaml or --database-uri",
+        ) from e
+    if url.get_backend_name() not in SUPPORTED:
+        raise StoreError(
+            f"unsupported guard database {url.get_backend_name()!r}",
+            details=[f"expected one of: {', '.join(SUPPORTED)}"],
+            hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
+        )
+    if url.drivername == "postgresql":
+        url = url.set(drivername=f"postgresql+{_pg_driver()}")
+    return url
+
+
+def _pg_driver() -> str:
+    """The installed PostgreSQL driver (psycopg2 first: what MLflow uses; else psycopg 3)."""
+    import importlib.util
+
+    for name, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(name) is not None:
+            return driver
+    return "psycopg2"
+
+
+def make_engine(url: URL) -> Engine:
+    """Create the engine (no connection is opened here)."""
+    kwargs: dict[str, Any] = {"future": True}
+    sqlite = url.get_backend_name() == "sqlite"
+    if sqlite:
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+    else:
+        kwargs.update(pool_size=5, max_overflow=10, pool_recycle=1800)
+        if url.get_driver_name() in ("psycopg2", "psycopg"):
+            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, NoSuchModuleError, ImportError) as e:
+        raise StoreError(
+            f"cannot create a database engine for {url.render_as_string(hide_password=True)}",
+            details=[str(e)],
+            hint="install the database driver (psycopg2-binary for PostgreSQL) or fix the URI",
+        ) from e
+    if sqlite:
+        _sqlite_transactions(engine)
+    return engine
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get(WRITE) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
