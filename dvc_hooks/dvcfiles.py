@@ -1,0 +1,202 @@
+"""Read DVC's own files without importing DVC: ``*.dvc``, ``dvc.lock`` and ``.dir`` listings.
+
+Formats (DVC 3):
+
+- ``X.dvc``: ``outs: [{path, md5, size, nfiles?, hash: md5}]``, paths relative to the ``.dvc``
+  file's folder. Entries without ``hash:`` are legacy DVC 2 records hashed with md5-dos2unix.
+- ``dvc.lock`` (schema 2.0): ``stages: {name: {cmd, deps, outs: [...]}}``, paths relative to
+  the lock file's folder.
+- A directory output's md5 ends in ``.dir``; the listing ``[{md5, relpath}]`` is in the cache at
+  ``<cache>/files/md5/xx/rest.dir`` (DVC 3) or ``<cache>/xx/rest.dir`` (DVC 2), and its own md5
+  is the md5 of its bytes.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlflow_guard.core.dataset import HashKind
+from mlflow_guard.core.errors import PolicyError, UnsafePath
+
+SIDECAR_SUFFIX = ".sig"
+_MD5_HEX = frozenset("0123456789abcdef")
+
+
+class DvcFileError(PolicyError):
+    """A ``.dvc`` or ``dvc.lock`` file is malformed or uses an unsupported feature (exit 2)."""
+
+
+@dataclass(frozen=True)
+class DvcOut:
+    """One output as DVC recorded it."""
+
+    dvc_file: str
+    path: str
+    md5: str
+    hash_kind: HashKind
+    size: int | None
+    nfiles: int | None
+
+    @property
+    def is_dir(self) -> bool:
+        """Whether this is a directory output (md5 ends in ``.dir``)."""
+        return self.md5.endswith(".dir")
+
+
+def is_dvc_file(path: str) -> bool:
+    """Whether ``path`` is a file this package signs: ``*.dvc`` or ``dvc.lock``."""
+    return path.endswith(".dvc") or posixpath.basename(path) == "dvc.lock"
+
+
+def sidecar_for(dvc_file: str) -> str:
+    """Repository-relative path of the signature sidecar of a DVC file (``X.dvc.sig``)."""
+    return dvc_file + SIDECAR_SUFFIX
+
+
+def _load_yaml(dvc_file: str, data: bytes) -> Any:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as e:
+        raise DvcFileError(
+            f"{dvc_file} is not valid YAML",
+            details=[str(e).replace("\n", " ")],
+            hint="restore it from git or regenerate it with `dvc add` / `dvc repro`",
+        ) from e
+
+
+def _out(dvc_file: str, where: str, base: str, entry: Any) -> DvcOut:
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        raise DvcFileError(
+            f"{dvc_file}: {where}: expected a mapping with a 'path'",
+            details=[f"actual: {entry!r}"[:200]],
+            hint="restore the file from git or regenerate it with DVC",
+        )
+    raw = entry["path"]
+    if raw.startswith("/") or "://" in raw or (len(raw) > 1 and raw[1] == ":"):
+        raise UnsafePath(
+            f"{dvc_file}: {where}: output {raw!r} is outside the repository",
+            hint="external outputs cannot be signed; track data inside the repository",
+        )
+    path = posixpath.normpath(posixpath.join(base, raw))
+    if path == ".." or path.startswith("../") or path == ".":
+        raise UnsafePath(f"{dvc_file}: {where}: output path {raw!r} leaves the repository")
+    md5 = entry.get("md5")
+    if not isinstance(md5, str) or len(md5.removesuffix(".dir")) != 32:
+        raise DvcFileError(
+            f"{dvc_file}: {where} ({raw}): no valid md5 recorded",
+            details=[f"actual md5: {md5!r}"],
+            hint="run `dvc commit` (or `dvc add`) so DVC records the output's hash",
+        )
+    if not set(md5.removesuffix(".dir")) <= _MD5_HEX:
+        raise DvcFileError(f"{dvc_file}: {where} ({raw}): md5 {md5!r} is not lower-case hex")
+    kind: HashKind
+    raw_kind = entry.get("hash", "md5-dos2unix")
+    if raw_kind == "md5":
+        kind = "md5"
+    elif raw_kind == "md5-dos2unix":
+        kind = "md5-dos2unix"
+    else:
+        raise DvcFileError(
+            f"{dvc_file}: {where} ({raw}): unsupported hash kind {raw_kind!r}",
+            hint="expected 'md5' (DVC 3) or no 'hash' key (legacy md5-dos2unix)",
+        )
+    size, nfiles = entry.get("size"), entry.get("nfiles")
+    for name, val in (("size", size), ("nfiles", nfiles)):
+        if val is not None and (not isinstance(val, int) or isinstance(val, bool) or val < 0):
+            raise DvcFileError(f"{dvc_file}: {where} ({raw}): {name} {val!r} is not a count")
+    return DvcOut(dvc_file, path, md5, kind, size, nfiles)
+
+
+def parse(dvc_file: str, data: bytes) -> list[DvcOut]:
+    """Outputs recorded in a ``.dvc`` or ``dvc.lock`` file (``dvc_file`` repo-relative).
+
+    Raises:
+        DvcFileError: not YAML, wrong shape, missing md5, unknown hash kind.
+        UnsafePath: an output outside the repository.
+    """
+    doc = _load_yaml(dvc_file, data)
+    base = posixpath.dirname(dvc_file)
+    if not isinstance(doc, dict):
+        raise DvcFileError(
+            f"{dvc_file}: expected a YAML mapping, got {type(doc).__name__}",
+            hint="restore it from git or regenerate it with DVC",
+        )
+    if posixpath.basename(dvc_file) == "dvc.lock":
+        if str(doc.get("schema")) != "2.0" or not isinstance(doc.get("stages", {}), dict):
+            raise DvcFileError(
+                f"{dvc_file}: unsupported dvc.lock format (expected schema '2.0' with 'stages')",
+                details=[f"actual schema: {doc.get('schema')!r}"],
+                hint="regenerate it with DVC 3 (`dvc repro`)",
+            )
+        outs: list[DvcOut] = []
+        for stage, body in (doc.get("stages") or {}).items():
+            if not isinstance(body, dict) or not isinstance(body.get("outs", []), list):
+                raise DvcFileError(f"{dvc_file}: stage {stage!r} is not a mapping with 'outs'")
+            for i, e in enumerate(body.get("outs") or []):
+                outs.append(_out(dvc_file, f"stages.{stage}.outs[{i}]", base, e))
+        return outs
+    if doc.get("wdir") not in (None, "."):
+        raise DvcFileError(f"{dvc_file}: 'wdir' is not supported", hint="drop wdir from the file")
+    raw_outs = doc.get("outs")
+    if not isinstance(raw_outs, list) or not raw_outs:
+        raise DvcFileError(
+            f"{dvc_file}: no 'outs' list",
+            hint="a .dvc file made by `dvc add` lists its output under 'outs'",
+        )
+    return [_out(dvc_file, f"outs[{i}]", base, e) for i, e in enumerate(raw_outs)]
+
+
+def cache_dir(root: Path) -> Path:
+    """DVC's cache folder: ``cache.dir`` from ``.dvc/config.local`` or ``.dvc/config``."""
+    for name in ("config.local", "config"):
+        cfg = configparser.ConfigParser()
+        try:
+            cfg.read(root / ".dvc" / name, encoding="utf-8")
+        except configparser.Error:
+            continue
+        for section in ("cache", "'cache'"):
+            if cfg.has_option(section, "dir"):
+                d = Path(cfg.get(section, "dir"))
+                return d if d.is_absolute() else (root / ".dvc" / d).resolve()
+    return root / ".dvc" / "cache"
+
+
+def cache_object(root: Path, md5: str) -> Path | None:
+    """Path of a cache object by md5 (DVC 3 layout, then DVC 2), or ``None`` if absent."""
+    cache = cache_dir(root)
+    for p in (cache / "files" / "md5" / md5[:2] / md5[2:], cache / md5[:2] / md5[2:]):
+        if p.is_file():
+            return p
+    return None
+
+
+def dir_listing(root: Path, out: DvcOut) -> dict[str, str] | None:
+    """``{relpath: md5}`` of a directory output from the cache, or ``None`` if not cached.
+
+    Raises:
+        DvcFileError: the listing is corrupt (not JSON, wrong shape, or md5 mismatch).
+    """
+    p = cache_object(root, out.md5)
+    if p is None:
+        return None
+    data = p.read_bytes()
+    if hashlib.md5(data, usedforsecurity=False).hexdigest() != out.md5.removesuffix(".dir"):
+        raise DvcFileError(
+            f"DVC cache listing {p} does not match md5 {out.md5} of {out.path}",
+            hint="the DVC cache is corrupt; run `dvc pull --force` or `dvc add` again",
+        )
+    try:
+        items = json.loads(data)
+        listing = {str(i["relpath"]).replace("\\", "/"): str(i["md5"]) for i in items}
+    except (ValueError, TypeError, KeyError) as e:
+        raise DvcFileError(f"DVC cache listing {p} is not a .dir listing") from e
+    return listing

@@ -1,0 +1,259 @@
+"""Build, sign and verify the dataset manifest of one DVC file (``X.dvc`` or ``dvc.lock``).
+
+The signature of ``data/train.csv.dvc`` lives in the git-tracked sidecar
+``data/train.csv.dvc.sig`` (DVC rejects extra keys in its own files). It covers every output the
+DVC file records: DVC's md5 record and the sha256 of every file. Verification checks, in order:
+the sidecar exists; its DSSE signature is by a trusted ``dataset`` key listed in
+``datasets.signers``; it is for this DVC file; it records the same outputs and md5s as the DVC
+file does now; and the data in the workspace has the signed sha256 digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dvc_hooks import dvcfiles
+from mlflow_guard.core import dataset, hashing, keys
+from mlflow_guard.core.errors import (
+    ManifestMismatch,
+    PolicyViolation,
+    UsageError,
+    VerificationError,
+)
+from mlflow_guard.core.trust import TrustedKey, TrustStore
+
+Reader = Callable[[str], bytes | None]
+_BUF = 4 * 1024 * 1024
+
+
+def workspace_reader(root: Path) -> Reader:
+    """Read repository files from the working tree."""
+
+    def read(rel: str) -> bytes | None:
+        try:
+            return (root / rel).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    return read
+
+
+def _entries(root: Path, out: dvcfiles.DvcOut) -> list[hashing.FileEntry]:
+    p = root / out.path
+    if out.is_dir:
+        if not p.is_dir() or p.is_symlink():
+            raise ManifestMismatch(
+                f"{out.path}: the data directory is not in the workspace",
+                missing=[out.path],
+                hint="fetch it with `dvc pull` / `dvc checkout`, or remove the DVC record",
+            )
+        return hashing.list_files(p)
+    try:
+        st = os.stat(p, follow_symlinks=False)
+    except FileNotFoundError:
+        raise ManifestMismatch(
+            f"{out.path}: the data file is not in the workspace",
+            missing=[out.path],
+            hint="fetch it with `dvc pull` / `dvc checkout`, or remove the DVC record",
+        ) from None
+    if not os.path.isfile(p) or os.path.islink(p):
+        raise ManifestMismatch(f"{out.path}: not a regular file", changed=[out.path])
+    return [hashing.FileEntry("", p, st.st_size, st)]
+
+
+def hash_output(
+    root: Path,
+    out: dvcfiles.DvcOut,
+    *,
+    cache: hashing.DigestCache | None = None,
+    workers: int | None = None,
+) -> dataset.DatasetOutput:
+    """The workspace's files of ``out`` with their sha256 (the opt-in cache may answer)."""
+    entries = _entries(root, out)
+    try:
+        digests = hashing.hash_entries(
+            entries, hashing.Serialization(), workers=workers, cache=cache
+        )
+    except OSError as e:
+        raise VerificationError(
+            f"{out.path}: cannot read data file: {e.strerror or e}",
+            details=[str(e.filename or out.path)],
+            hint="check the file's permissions; unreadable data cannot be verified",
+        ) from e
+    files = [
+        dataset.DatasetFile(path=e.name, sha256=digests[e.name].hex(), size=e.size) for e in entries
+    ]
+    return dataset.DatasetOutput(
+        path=out.path,
+        hash_kind=out.hash_kind,
+        md5=out.md5,
+        size=out.size,
+        nfiles=out.nfiles,
+        is_dir=out.is_dir,
+        files=files,
+    )
+
+
+def _sha256_md5(path: Path) -> tuple[str, str]:
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(_BUF):
+            sha.update(chunk)
+            md5.update(chunk)
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def build_for_signing(root: Path, out: dvcfiles.DvcOut) -> dataset.DatasetOutput:
+    """Hash an output for signing, checking that the workspace is what DVC recorded.
+
+    For ``hash: md5`` outputs each file's md5 is recomputed in the same pass and compared with
+    DVC's record (the ``.dir`` listing for directories), so a signature never vouches for data
+    DVC does not hold. Legacy md5-dos2unix records are not recomputed.
+
+    Raises:
+        ManifestMismatch: the workspace differs from DVC's record.
+        UsageError: a directory's ``.dir`` listing is not in the DVC cache.
+    """
+    entries = _entries(root, out)
+    want: dict[str, str] | None = None
+    if out.hash_kind == "md5":
+        if out.is_dir:
+            want = dvcfiles.dir_listing(root, out)
+            if want is None:
+                raise UsageError(
+                    f"{out.path}: DVC's listing {out.md5} is not in the cache",
+                    hint="run `dvc add`/`dvc commit` (or `dvc pull`) before signing",
+                )
+        else:
+            want = {"": out.md5}
+    files, changed = [], []
+    for e in entries:
+        sha, md5 = _sha256_md5(e.path)
+        if want is not None and want.get(e.name) != md5:
+            changed.append(out.path + ("/" + e.name if e.name else ""))
+        files.append(dataset.DatasetFile(path=e.name, sha256=sha, size=e.size))
+    if want is not None:
+        names = {e.name for e in entries}
+        missing = [f"{out.path}/{n}" for n in want.keys() - names]
+        extra = [f"{out.path}/{n}" for n in names - want.keys()]
+        if missing or extra or changed:
+            raise ManifestMismatch(
+                f"{out.path}: workspace differs from what DVC recorded in {out.dvc_file}",
+                missing=missing,
+                extra=extra,
+                changed=changed,
+                hint="run `dvc add`/`dvc repro`/`dvc commit` first, then sign",
+            )
+    return dataset.DatasetOutput(
+        path=out.path,
+        hash_kind=out.hash_kind,
+        md5=out.md5,
+        size=out.size,
+        nfiles=out.nfiles,
+        is_dir=out.is_dir,
+        files=files,
+    )
+
+
+def sign_dvc_file(root: Path, dvc_file: str, signer: keys.Signer) -> tuple[Path, int, int]:
+    """Sign every output of ``dvc_file``; write the sidecar. Returns (sidecar, files, bytes).
+
+    Raises:
+        UsageError: the DVC file does not exist.
+        DvcFileError / ManifestMismatch: see :func:`dvcfiles.parse`, :func:`build_for_signing`.
+    """
+    data = workspace_reader(root)(dvc_file)
+    if data is None:
+        raise UsageError(f"{dvc_file} does not exist", hint="pass a .dvc file or dvc.lock")
+    outs = [build_for_signing(root, o) for o in dvcfiles.parse(dvc_file, data)]
+    manifest = dataset.DatasetManifest(dvc_file=dvc_file, outputs=outs)
+    env = dataset.sign_manifest(manifest, signer)
+    sidecar = root / dvcfiles.sidecar_for(dvc_file)
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(json.dumps(env.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, sidecar)
+    return sidecar, sum(len(o.files) for o in outs), sum(f.size for o in outs for f in o.files)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A DVC file whose signature (and, if checked, data) verified."""
+
+    dvc_file: str
+    key: TrustedKey
+    outputs: int
+    files: int
+    bytes: int
+
+
+def verify_dvc_file(
+    root: Path,
+    dvc_file: str,
+    trust: TrustStore,
+    signers: list[str],
+    *,
+    read: Reader,
+    check_data: bool = True,
+    cache: hashing.DigestCache | None = None,
+    workers: int | None = None,
+) -> Verified:
+    """Verify one DVC file's sidecar signature and (optionally) its workspace data.
+
+    Args:
+        read: where the DVC file and the sidecar are read from (working tree, index, a commit).
+
+    Raises:
+        PolicyViolation: the DVC file is unsigned (no sidecar).
+        SignatureInvalid / KeyNotTrusted: bad, foreign or untrusted signature.
+        VerificationError: the signature is for another version of the DVC file.
+        ManifestMismatch: the data differs from what was signed.
+    """
+    data = read(dvc_file)
+    if data is None:
+        raise UsageError(f"{dvc_file} does not exist", hint="pass a .dvc file or dvc.lock")
+    outs = dvcfiles.parse(dvc_file, data)
+    side = dvcfiles.sidecar_for(dvc_file)
+    sig = read(side)
+    if sig is None:
+        raise PolicyViolation(
+            f"{dvc_file} is not signed: {side} is missing",
+            hint=f"sign it with `dvc-guard sign {dvc_file} --key KEY` and `git add {side}`",
+        )
+    manifest, key = dataset.verify_manifest(sig, trust, signers, source=side)
+    if manifest.dvc_file != dvc_file:
+        raise VerificationError(
+            f"{side} is the signature of another DVC file",
+            details=[f"expected dvc_file {dvc_file!r}", f"actual {manifest.dvc_file!r}"],
+            hint=f"re-sign with `dvc-guard sign {dvc_file}`; never copy sidecars between files",
+        )
+    now = {o.path: (o.hash_kind, o.md5, o.size, o.nfiles) for o in outs}
+    signed = {o.path: (o.hash_kind, o.md5, o.size, o.nfiles) for o in manifest.outputs}
+    if now != signed:
+        details = []
+        for p in sorted(now.keys() | signed.keys()):
+            a, b = signed.get(p), now.get(p)
+            if a != b:
+                details.append(
+                    f"{p}: signed md5 {a[1] if a else '(none)'}, "
+                    f"{dvc_file} now records {b[1] if b else '(no such output)'}"
+                )
+        raise VerificationError(
+            f"{side} signs another version of {dvc_file}",
+            details=details,
+            hint=f"if the new data is intended, re-sign: `dvc-guard sign {dvc_file}`",
+        )
+    nfiles = nbytes = 0
+    if check_data:
+        for o in outs:
+            actual = hash_output(root, o, cache=cache, workers=workers)
+            signed_out = manifest.output(o.path)
+            assert signed_out is not None
+            dataset.compare_outputs(signed_out, actual, source=dvc_file)
+            nfiles += len(actual.files)
+            nbytes += sum(f.size for f in actual.files)
+    return Verified(dvc_file, key, len(outs), nfiles, nbytes)
