@@ -68,11 +68,18 @@ def passphrase(env_var: str | None, *, prompt: bool, confirm: bool = False) -> b
                 f"passphrase variable ${env_var} is not set",
                 hint=f"export {env_var}=... or use --passphrase-prompt",
             )
+        if not value:
+            raise KeyMaterialError(
+                f"passphrase variable ${env_var} is empty",
+                hint=f"put the passphrase in ${env_var}, or drop --passphrase-env",
+            )
         return value.encode("utf-8")
     if prompt:
         first = getpass.getpass("Passphrase: ")
+        if not first:
+            raise KeyMaterialError("the passphrase is empty", hint="type a non-empty passphrase")
         if confirm and getpass.getpass("Repeat passphrase: ") != first:
-            raise KeyMaterialError("passphrases do not match")
+            raise KeyMaterialError("passphrases do not match", hint="type the same one twice")
         return first.encode("utf-8")
     return None
 

@@ -20,6 +20,7 @@ from mlflow_guard.core.policy import Purpose
 from mlflow_guard.core.trust import TrustedKey, TrustStore
 
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+_URLSAFE = str.maketrans("-_", "+/")
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -63,7 +64,7 @@ def b64decode(value: str, what: str) -> bytes:
     """Strict standard base64 (URL-safe accepted, as DSSE allows either)."""
     try:
         if "-" in value or "_" in value:
-            return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            value = value.translate(_URLSAFE) + "=" * (-len(value) % 4)
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
         raise SignatureInvalid(f"{what} is not valid base64") from e

@@ -76,7 +76,15 @@ def oms_hint(key: PublicKey) -> str:
 
 
 def private_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
-    """PKCS#8 PEM of a private key, encrypted when a passphrase is given."""
+    """PKCS#8 PEM of a private key, encrypted when a passphrase is given.
+
+    Raises:
+        KeyMaterialError: the passphrase is empty (it would silently mean "not encrypted").
+    """
+    if passphrase is not None and not passphrase:
+        raise KeyMaterialError(
+            "the passphrase is empty", hint="give a non-empty passphrase, or none at all"
+        )
     enc: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
         if passphrase

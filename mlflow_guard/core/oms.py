@@ -363,8 +363,10 @@ def diff_resources(
     return removed, added, changed
 
 
-def _ignore_for(model_dir: Path, signature_path: Path, extra: Iterable[str]) -> tuple[str, ...]:
-    paths = list(extra) + list(hashing.GIT_PATHS)
+def _ignore_for(
+    model_dir: Path, signature_path: Path, extra: Iterable[str], *, git: bool = True
+) -> tuple[str, ...]:
+    paths = list(extra) + (list(hashing.GIT_PATHS) if git else [])
     with contextlib.suppress(ValueError):
         paths.append(signature_path.resolve().relative_to(model_dir.resolve()).as_posix())
     return hashing.normalize_ignore_paths(paths)
@@ -470,7 +472,14 @@ def verify_model(
             f"{sig_path}: signature allows symlinks, which mlflow-guard never follows",
             hint="re-sign without --allow-symlinks",
         )
-    ignore = _ignore_for(root, sig_path, ser.ignore_paths)
+    # Only what the signer recorded (plus the signature file itself): a signature that did
+    # not ignore .git* paths must not let such files slip in unnoticed.
+    try:
+        ignore = _ignore_for(root, sig_path, ser.ignore_paths, git=False)
+    except UsageError as e:
+        raise SignatureInvalid(
+            f"{sig_path}: the signed ignore_paths are unsafe", details=[e.summary]
+        ) from e
     files = hashing.list_files(root, ignore)
     actual = hashing.hash_entries(files, ser, workers=workers, progress=progress)
     if actual != manifest.resources:
