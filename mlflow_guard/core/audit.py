@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlflow_guard.core import dsse, intoto, keys
-from mlflow_guard.core.errors import GuardError, SignatureInvalid
+from mlflow_guard.core.errors import GuardError, PolicyError, SignatureInvalid
 from mlflow_guard.core.policy import Purpose
 from mlflow_guard.core.trust import TrustStore
 
@@ -284,12 +284,12 @@ def verify_chain(
         head: the chain head (seq, hash) recorded by the store, to detect truncation.
 
     Raises:
-        GuardError: checkpoints were given without a trust store (nothing to verify them with).
+        PolicyError: checkpoints were given without a trust store (nothing to verify them with).
     """
     rows = list(entries)
     cps = list(checkpoints)
     if cps and trust is None:
-        raise GuardError(
+        raise PolicyError(
             f"{len(cps)} signed checkpoint(s) present but no audit key to verify them",
             hint="pass --public-key AUDIT.pub or --policy with a key of purpose 'audit'",
         )
