@@ -1,0 +1,222 @@
+"""Signed feedback records: the wire format, canonical bytes, signing and signature checks.
+
+A record is one JSON object (one line of a JSONL batch)::
+
+    {"id": "01J...", "source": "checkout", "timestamp": 1764349200,
+     "payload": {"prediction_id": "...", "label": "fraud"},
+     "signature": {"alg": "ed25519", "keyid": "<hex sha256 of the public key DER>",
+                   "sig": "<base64>"}}
+
+The signed bytes never depend on how the line was serialized: they are the RFC 8785 (JCS)
+canonical form of ``{id, source, timestamp, payload}``. Ed25519 and ECDSA P-256 sign those bytes
+directly; HMAC-SHA256 follows Standard Webhooks and signs ``id.timestamp.body`` with ``body`` the
+canonical bytes. ``timestamp`` is integer Unix seconds (as in Standard Webhooks).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from mlflow_guard.core import keys
+
+ALG_ED25519: Final = "ed25519"
+ALG_ECDSA_P256: Final = "ecdsa-p256"
+ALG_HMAC: Final = "hmac-sha256"
+ALGORITHMS: Final = frozenset({ALG_ED25519, ALG_ECDSA_P256, ALG_HMAC})
+
+_ID = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
+_SOURCE = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
+_FIELDS = frozenset({"id", "source", "timestamp", "payload", "signature"})
+_MAX_TS = 2**53 - 1
+
+
+class MalformedRecord(ValueError):
+    """The bytes are not a well-formed feedback record (reason in ``str(e)``)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A parsed, not yet verified, feedback record.
+
+    Attributes:
+        id: unique per source; the replay store remembers it.
+        source: the policy source name (a key id, or an HMAC source id).
+        timestamp: Unix seconds when the source created the record.
+        payload: the feedback itself (a JSON object).
+        alg: signature algorithm (``ed25519``, ``ecdsa-p256`` or ``hmac-sha256``).
+        keyid: key id the signer claims (empty for HMAC).
+        sig: raw signature bytes.
+    """
+
+    id: str
+    source: str
+    timestamp: int
+    payload: dict[str, Any]
+    alg: str
+    keyid: str
+    sig: bytes
+
+    def unsigned(self) -> dict[str, Any]:
+        """The signed part as a dict."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "timestamp": self.timestamp,
+            "payload": self.payload,
+        }
+
+    def canonical(self) -> bytes:
+        """RFC 8785 canonical bytes of the signed part."""
+        return canonical_bytes(self.unsigned())
+
+    def message(self) -> bytes:
+        """The exact bytes the signature covers for this record's algorithm."""
+        body = self.canonical()
+        return hmac_message(self.id, self.timestamp, body) if self.alg == ALG_HMAC else body
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    """RFC 8785 (JCS) canonical JSON bytes.
+
+    Raises:
+        MalformedRecord: a value JCS cannot represent (NaN, integers beyond 2**53, ...).
+    """
+    import rfc8785
+
+    try:
+        out: bytes = rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
+        raise MalformedRecord(f"not canonicalizable as RFC 8785 JSON: {e}") from e
+    return out
+
+
+def hmac_message(record_id: str, timestamp: int, body: bytes) -> bytes:
+    """Standard Webhooks signed content: ``id.timestamp.body``."""
+    return f"{record_id}.{timestamp}.".encode() + body
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise MalformedRecord("duplicate key in a JSON object")
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedRecord(f"{name} is not valid JSON")
+
+
+def _b64(value: object, what: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise MalformedRecord(f"{what} must be a non-empty base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise MalformedRecord(f"{what} is not valid base64") from e
+
+
+def parse_record(line: bytes | str) -> Record:
+    """Parse one JSONL line into a :class:`Record` (shape only; no signature check).
+
+    Raises:
+        MalformedRecord: not UTF-8 JSON, duplicate keys, missing/extra fields or wrong types.
+    """
+    try:
+        data = json.loads(line, object_pairs_hook=_pairs, parse_constant=_no_constant)
+    except MalformedRecord:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise MalformedRecord(f"not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise MalformedRecord(f"expected a JSON object, got {type(data).__name__}")
+    if data.keys() != _FIELDS:
+        missing = sorted(_FIELDS - data.keys())
+        extra = sorted(data.keys() - _FIELDS)
+        raise MalformedRecord(f"fields: missing {missing}, unexpected {extra}")
+    rid, source, ts, payload, sig = (
+        data["id"],
+        data["source"],
+        data["timestamp"],
+        data["payload"],
+        data["signature"],
+    )
+    if not isinstance(rid, str) or not _ID.match(rid):
+        raise MalformedRecord("id must be 1-128 characters of [A-Za-z0-9_:-]")
+    if not isinstance(source, str) or not _SOURCE.match(source):
+        raise MalformedRecord("source must be 1-128 characters of [A-Za-z0-9_.@-]")
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= _MAX_TS:
+        raise MalformedRecord("timestamp must be integer Unix seconds")
+    if not isinstance(payload, dict):
+        raise MalformedRecord("payload must be a JSON object")
+    if not isinstance(sig, dict) or not {"alg", "sig"} <= sig.keys() <= {"alg", "sig", "keyid"}:
+        raise MalformedRecord("signature must be an object with 'alg', 'sig' and optional 'keyid'")
+    alg, keyid = sig["alg"], sig.get("keyid", "")
+    if alg not in ALGORITHMS:
+        raise MalformedRecord(f"signature.alg must be one of {sorted(ALGORITHMS)}, got {alg!r}")
+    if not isinstance(keyid, str):
+        raise MalformedRecord("signature.keyid must be a string")
+    return Record(rid, source, ts, payload, alg, keyid.lower(), _b64(sig["sig"], "signature.sig"))
+
+
+def sign_asymmetric(
+    record_id: str, source: str, timestamp: int, payload: dict[str, Any], signer: keys.Signer
+) -> dict[str, Any]:
+    """A signed record (as a dict) with an Ed25519 or ECDSA P-256 key."""
+    unsigned = {"id": record_id, "source": source, "timestamp": timestamp, "payload": payload}
+    alg = keys.algorithm_name(signer.public_key)
+    if alg not in (ALG_ED25519, ALG_ECDSA_P256):
+        raise ValueError(f"feedback records are signed with Ed25519 or ECDSA P-256, not {alg}")
+    sig = signer.sign(canonical_bytes(unsigned))
+    return {
+        **unsigned,
+        "signature": {
+            "alg": alg,
+            "keyid": signer.key_id,
+            "sig": base64.b64encode(sig).decode("ascii"),
+        },
+    }
+
+
+def sign_hmac(
+    record_id: str, source: str, timestamp: int, payload: dict[str, Any], secret: bytes
+) -> dict[str, Any]:
+    """A signed record (as a dict) with HMAC-SHA256 over ``id.timestamp.body``."""
+    unsigned = {"id": record_id, "source": source, "timestamp": timestamp, "payload": payload}
+    mac = hmac.new(
+        secret, hmac_message(record_id, timestamp, canonical_bytes(unsigned)), hashlib.sha256
+    )
+    return {
+        **unsigned,
+        "signature": {"alg": ALG_HMAC, "sig": base64.b64encode(mac.digest()).decode("ascii")},
+    }
+
+
+def hmac_valid(record: Record, secret: bytes) -> bool:
+    """Whether an HMAC record's tag is right (constant-time comparison)."""
+    expected = hmac.new(secret, record.message(), hashlib.sha256).digest()
+    return hmac.compare_digest(expected, record.sig)
+
+
+def decode_secret(value: str) -> bytes:
+    """A shared secret from its environment value: ``whsec_<base64>`` (Standard Webhooks) or text.
+
+    Raises:
+        ValueError: a ``whsec_`` value that is not base64, or a secret shorter than 16 bytes.
+    """
+    if value.startswith("whsec_"):
+        try:
+            secret = base64.b64decode(value[6:], validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise ValueError("a whsec_ secret must be base64 after the prefix") from e
+    else:
+        secret = value.encode("utf-8")
+    if len(secret) < 16:
+        raise ValueError("an HMAC secret needs at least 16 bytes (128 bits)")
+    return secret

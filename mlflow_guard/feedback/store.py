@@ -1,0 +1,281 @@
+"""Feedback state in the guard database: replay store, batch history, quarantine, accepted records.
+
+Tables (``guard_feedback_*``) are created on first use in the database the policy names
+(``storage.database_uri``, overridable by ``$MLFLOW_GUARD_DATABASE_URI``); they should join the
+alembic migrations of :mod:`mlflow_guard.store`. Replicas share nothing but this database.
+
+Uniqueness is decided by the database, never by read-then-write: a record's ``(source, id)`` is
+*claimed* with ``INSERT … ON CONFLICT DO NOTHING RETURNING``, and only the transaction whose row
+went in may write the record anywhere. On SQLite every write transaction starts with
+``BEGIN IMMEDIATE`` so concurrent ingesters serialise instead of failing on lock upgrades.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from mlflow_guard.core.errors import PolicyError
+from mlflow_guard.core.policy import Policy
+
+ENV_DATABASE_URI = "MLFLOW_GUARD_DATABASE_URI"
+_CHUNK = 400
+
+metadata = sa.MetaData()
+
+seen = sa.Table(
+    "guard_feedback_seen",
+    metadata,
+    sa.Column("source", sa.String(128), primary_key=True),
+    sa.Column("record_id", sa.String(128), primary_key=True),
+    sa.Column("record_ts", sa.BigInteger, nullable=False),
+    sa.Column("seen_at", sa.Float, nullable=False, index=True),
+    sa.Column("batch_id", sa.String(64), nullable=False),
+)
+
+batches = sa.Table(
+    "guard_feedback_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("source", sa.String(128), primary_key=True),
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("label_counts", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+)
+
+quarantine = sa.Table(
+    "guard_feedback_quarantine",
+    metadata,
+    sa.Column("qid", sa.String(64), primary_key=True),
+    sa.Column("batch_id", sa.String(64), nullable=False, index=True),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("released_by", sa.String(256)),
+    sa.Column("released_at", sa.Float),
+)
+
+accepted = sa.Table(
+    "guard_feedback_accepted",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(128), nullable=False),
+    sa.Column("record_id", sa.String(128), nullable=False),
+    sa.Column("batch_id", sa.String(64), nullable=False, index=True),
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("accepted_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("source", "record_id", name="uq_guard_feedback_accepted_record"),
+)
+
+
+def database_uri(policy: Policy, explicit: str | None = None) -> str:
+    """The guard database URI: ``explicit``, else ``$MLFLOW_GUARD_DATABASE_URI``, else policy."""
+    return explicit or os.environ.get(ENV_DATABASE_URI) or policy.storage.database_uri
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A record to claim in the replay store."""
+
+    source: str
+    record_id: str
+    record_ts: int
+
+
+class Tx:
+    """Operations inside one transaction (see :meth:`FeedbackStore.transaction`)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def claim(self, claims: Sequence[Claim], batch_id: str, now: float) -> set[tuple[str, str]]:
+        """Insert each ``(source, id)``; return those this transaction inserted (not replays)."""
+        got: set[tuple[str, str]] = set()
+        dialect = self.conn.dialect.name
+        for i in range(0, len(claims), _CHUNK):
+            rows = [
+                {
+                    "source": c.source,
+                    "record_id": c.record_id,
+                    "record_ts": c.record_ts,
+                    "seen_at": now,
+                    "batch_id": batch_id,
+                }
+                for c in claims[i : i + _CHUNK]
+            ]
+            if dialect in ("sqlite", "postgresql"):
+                ins: Any
+                if dialect == "sqlite":
+                    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                    ins = sqlite_insert(seen)
+                else:
+                    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                    ins = pg_insert(seen)
+                stmt = (
+                    ins.values(rows)
+                    .on_conflict_do_nothing()
+                    .returning(seen.c.source, seen.c.record_id)
+                )
+                got.update((r[0], r[1]) for r in self.conn.execute(stmt))
+            else:
+                for row in rows:
+                    nested = self.conn.begin_nested()
+                    try:
+                        self.conn.execute(seen.insert().values(row))
+                        nested.commit()
+                        got.add((str(row["source"]), str(row["record_id"])))
+                    except sa.exc.IntegrityError:
+                        nested.rollback()
+        return got
+
+    def count_since(self, source: str, since: float) -> int:
+        """Records of ``source`` claimed at or after ``since`` (for quotas)."""
+        q = sa.select(sa.func.count()).where(seen.c.source == source, seen.c.seen_at >= since)
+        return int(self.conn.execute(q).scalar_one())
+
+    def history(self, source: str, limit: int) -> list[int]:
+        """Accepted records per batch of ``source``, newest first."""
+        q = (
+            sa.select(batches.c.records)
+            .where(batches.c.source == source)
+            .order_by(batches.c.created_at.desc())
+            .limit(limit)
+        )
+        return [int(r[0]) for r in self.conn.execute(q)]
+
+    def label_history(self, limit: int) -> Counter[str]:
+        """Label counts over the most recent ``limit`` batch rows (the history baseline)."""
+        q = sa.select(batches.c.label_counts).order_by(batches.c.created_at.desc()).limit(limit)
+        out: Counter[str] = Counter()
+        for (text,) in self.conn.execute(q):
+            out.update({str(k): int(v) for k, v in json.loads(text).items()})
+        return out
+
+    def add_batch(
+        self, batch_id: str, per_source: dict[str, Counter[str]], counts: dict[str, int], now: float
+    ) -> None:
+        """Record this batch's accepted volume and labels per source."""
+        rows = [
+            {
+                "batch_id": batch_id,
+                "source": s,
+                "records": n,
+                "label_counts": json.dumps(dict(per_source.get(s, Counter())), sort_keys=True),
+                "created_at": now,
+            }
+            for s, n in counts.items()
+            if n > 0
+        ]
+        if rows:
+            self.conn.execute(batches.insert(), rows)
+
+    def add_accepted(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store accepted records (server destination): source, record_id, batch_id, raw, time."""
+        if rows:
+            self.conn.execute(accepted.insert(), list(rows))
+
+    def add_quarantine(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store quarantine entries (see :mod:`mlflow_guard.feedback.quarantine`)."""
+        if rows:
+            self.conn.execute(quarantine.insert(), list(rows))
+
+    def purge(self, before: float) -> int:
+        """Forget replay-store entries claimed before ``before``; return how many."""
+        return int(self.conn.execute(seen.delete().where(seen.c.seen_at < before)).rowcount or 0)
+
+
+class FeedbackStore:
+    """The feedback tables in one database.
+
+    Args:
+        uri: SQLAlchemy URL (``sqlite:///guard.db``, ``postgresql://…``).
+    """
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        try:
+            url = sa.engine.make_url(uri)
+        except sa.exc.ArgumentError as e:
+            raise PolicyError(
+                f"invalid database URI {uri!r}",
+                hint="set storage.database_uri in the policy (e.g. sqlite:///guard.db)",
+            ) from e
+        kwargs: dict[str, Any] = {"future": True}
+        if url.get_backend_name() == "sqlite":
+            kwargs["connect_args"] = {"timeout": 60}
+            if url.database and url.database != ":memory:":
+                kwargs["poolclass"] = sa.pool.NullPool
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = sa.create_engine(url, **kwargs)
+        if url.get_backend_name() == "sqlite":
+            _sqlite_immediate(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as e:
+            raise PolicyError(
+                f"cannot open the guard database {url.render_as_string(hide_password=True)}",
+                details=[str(e).splitlines()[0]],
+                hint="check storage.database_uri / $MLFLOW_GUARD_DATABASE_URI and that the "
+                "database is reachable",
+            ) from e
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One write transaction; commits on success, rolls back on any exception."""
+        with self.engine.begin() as conn:
+            yield Tx(conn)
+
+    def quarantine_rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Quarantine entries (optionally only those with ``status``), oldest first."""
+        q = sa.select(quarantine).order_by(quarantine.c.received_at, quarantine.c.line)
+        if status:
+            q = q.where(quarantine.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def accepted_rows(self, batch_id: str | None = None) -> list[dict[str, Any]]:
+        """Accepted records in arrival order."""
+        q = sa.select(accepted).order_by(accepted.c.seq)
+        if batch_id:
+            q = q.where(accepted.c.batch_id == batch_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def mark_released(self, tx: Tx, qid: str, user: str, now: float) -> bool:
+        """Mark a quarantined entry released; ``False`` if it was not (or no longer) quarantined."""
+        res = tx.conn.execute(
+            quarantine.update()
+            .where(quarantine.c.qid == qid, quarantine.c.status == "quarantined")
+            .values(status="released", released_by=user, released_at=now)
+        )
+        return bool(res.rowcount)
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+
+def _sqlite_immediate(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
