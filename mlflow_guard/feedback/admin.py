@@ -1,34 +1,35 @@
-"""Who may release quarantined feedback: users granted the ``admin`` action by the policy."""
+"""Who may release quarantined feedback: whoever the policy lets administer the server.
+
+The same decision the server makes for server-level actions
+(:func:`mlflow_guard.core.access.decide` on :data:`mlflow_guard.core.access.SERVER`): an MLflow
+admin user, or a role granted ``admin`` on experiments ``*`` and models ``*``.
+"""
 
 from __future__ import annotations
 
+from mlflow_guard.core import access
 from mlflow_guard.core.errors import PolicyViolation
 from mlflow_guard.core.policy import Action, Policy
 
 
-def admin_roles(policy: Policy, user: str) -> list[str]:
-    """The roles of ``user`` whose access rules grant ``admin``."""
-    granting = {r.role for r in policy.access if Action.ADMIN in r.allow}
-    return sorted(
-        role for role, users in policy.roles.items() if user in users and role in granting
-    )
-
-
-def require_admin(policy: Policy, user: str | None) -> str:
-    """Return ``user`` if the policy grants it ``admin``.
+def require_admin(policy: Policy, principal: access.Principal | str | None) -> str:
+    """Return the user name if ``principal`` may administer feedback; raise otherwise.
 
     Raises:
-        PolicyViolation: no user, or the user has no role whose access rule allows ``admin``.
+        PolicyViolation: no user, or the policy does not grant it ``admin``.
     """
-    if not user:
+    if not principal:
         raise PolicyViolation(
             "releasing quarantined feedback needs the 'admin' action and no user was given",
-            hint="pass --as USER with a user in a policy role whose access rule allows 'admin'",
+            hint="pass --as USER with a user in a policy role whose access rule allows 'admin' "
+            "on experiments '*' and models '*'",
         )
-    if not admin_roles(policy, user):
+    p = access.Principal(principal) if isinstance(principal, str) else principal
+    decision = access.decide(policy, p, Action.ADMIN, access.SERVER)
+    if not decision.allowed:
         raise PolicyViolation(
-            f"user {user!r} may not release quarantined feedback",
-            details=["expected: a role under 'roles' with an access rule allowing 'admin'"],
+            f"user {p.user!r} may not release quarantined feedback",
+            details=list(decision.reasons),
             hint="ask a platform admin, or grant the role in guard.yaml through review",
         )
-    return user
+    return p.user
