@@ -1,0 +1,295 @@
+"""Data validation (OWASP ML02, data poisoning) of tabular datasets as they change.
+
+For each ``datasets.validate`` rule of the policy the current file (CSV or Parquet, read with
+pandas/pyarrow, imported only here) is checked on its own — schema, types, ranges, categories,
+null share, duplicate rows — and against the previously committed version — schema change,
+label-distribution shift (Jensen–Shannon distance and PSI) and the share of previous rows
+modified or removed. The previous version is read from git (``git show HEAD:path``) or, for a
+DVC output, from the DVC cache by the md5 in the previous ``.dvc``/``dvc.lock``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dvc_hooks import _stats, checks, dvcfiles, gitutil, manifests
+from mlflow_guard.core.errors import PolicyViolation, VerificationError
+from mlflow_guard.core.policy import ValidationRule
+
+
+class DataError(VerificationError):
+    """A data file cannot be read as the table its rule describes (broken rows, bad Parquet)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One measured check: rule name, measured value, threshold and the verdict."""
+
+    path: str
+    rule: str
+    value: float | str
+    limit: float | str
+    ok: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        """Human-readable one-liner naming the rule and the numbers."""
+        val = f"{self.value:.4f}" if isinstance(self.value, float) else str(self.value)
+        lim = f"{self.limit:.4f}" if isinstance(self.limit, float) else str(self.limit)
+        verdict = "ok" if self.ok else "VIOLATION"
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"{self.path}: {self.rule}: {val} (limit {lim}) {verdict}{extra}"
+
+
+@dataclass
+class Result:
+    """All findings for a set of rules, and notes (e.g. no previous version)."""
+
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[Finding]:
+        """Findings that failed."""
+        return [f for f in self.findings if not f.ok]
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`PolicyViolation` listing every failed check with its numbers."""
+        bad = self.violations
+        if bad:
+            raise PolicyViolation(
+                f"data validation failed: {len(bad)} check(s) violated",
+                details=[f.line() for f in bad],
+                hint="inspect the data change; if it is intended, adjust the thresholds in "
+                "guard.yaml datasets.validate (reviewed like code)",
+            )
+
+
+def _fmt(rule: ValidationRule) -> str:
+    if rule.format != "auto":
+        return rule.format
+    return "parquet" if rule.path.lower().endswith((".parquet", ".pq")) else "csv"
+
+
+def read_table(data: bytes, rule: ValidationRule, *, what: str) -> Any:
+    """Parse bytes into a pandas DataFrame.
+
+    Raises:
+        DataError: broken CSV rows, unreadable Parquet.
+    """
+    import pandas as pd
+
+    try:
+        if _fmt(rule) == "parquet":
+            return pd.read_parquet(io.BytesIO(data))
+        return pd.read_csv(io.BytesIO(data), on_bad_lines="error")
+    except Exception as e:  # pandas/pyarrow raise many types for malformed input
+        raise DataError(
+            f"{what}: cannot be read as {_fmt(rule).upper()}",
+            details=[f"{type(e).__name__}: {str(e).strip()[:300]}"],
+            hint="fix the broken rows or restore the previous version",
+        ) from e
+
+
+def previous_bytes(root: Path, path: str) -> tuple[bytes | None, str]:
+    """The committed (HEAD) content of ``path``, and where it came from.
+
+    Raises:
+        VerificationError: HEAD tracks the path through DVC but the cache lacks the object.
+    """
+    if not gitutil.has_head(root):
+        return None, "no previous commit"
+    blob = gitutil.show(root, f"HEAD:{path}")
+    if blob is not None:
+        return blob, "git HEAD"
+    out = checks.covering_dvc_file(root, path, checks.commit_reader(root, "HEAD"))
+    if out is None:
+        return None, "not tracked at HEAD"
+    obj = dvcfiles.cache_object(root, out.md5)
+    if obj is None:
+        raise VerificationError(
+            f"{path}: the previous version (md5 {out.md5} in HEAD:{out.dvc_file}) "
+            "is not in the DVC cache",
+            hint="run `dvc fetch` so the previous version can be compared",
+        )
+    return obj.read_bytes(), f"DVC cache (HEAD:{out.dvc_file})"
+
+
+_KINDS = {
+    "int": "iu",
+    "float": "f",
+    "number": "iuf",
+    "bool": "b",
+    "datetime": "M",
+    "string": "OSU",
+}
+
+
+def _type_ok(series: Any, want: str) -> bool:
+    if want == "any":
+        return True
+    kind = series.dtype.kind
+    if want == "string" and str(series.dtype) in ("string", "str"):
+        return True
+    return kind in _KINDS[want]
+
+
+def check_table(df: Any, rule: ValidationRule, prev: Any | None) -> list[Finding]:
+    """Run every configured check of ``rule`` on ``df`` (and ``prev``, if any)."""
+    p, out = rule.path, []
+    n = len(df)
+    if rule.min_rows is not None:
+        out.append(Finding(p, "min_rows", n, rule.min_rows, n >= rule.min_rows))
+    if rule.columns:
+        for col, want in rule.columns.items():
+            if col not in df.columns:
+                out.append(Finding(p, f"columns.{col}", "missing", want, False))
+            elif not _type_ok(df[col], want):
+                out.append(Finding(p, f"columns.{col}", str(df[col].dtype), want, False))
+        if not rule.allow_extra_columns:
+            extra = sorted(set(map(str, df.columns)) - set(rule.columns))
+            out.append(
+                Finding(p, "allow_extra_columns", ",".join(extra) or "none", "none", not extra)
+            )
+    if rule.max_null_share is not None and n:
+        shares = df.isna().mean()
+        worst = str(shares.idxmax()) if len(shares) else ""
+        val = float(shares.max()) if len(shares) else 0.0
+        out.append(
+            Finding(
+                p,
+                "max_null_share",
+                val,
+                rule.max_null_share,
+                val <= rule.max_null_share,
+                f"column {worst}",
+            )
+        )
+    for col, (lo, hi) in rule.ranges.items():
+        if col not in df.columns:
+            out.append(Finding(p, f"ranges.{col}", "missing column", f"[{lo}, {hi}]", False))
+            continue
+        s = df[col].dropna()
+        try:
+            nbad = int(((s < lo) if lo is not None else s.lt(s)).sum())
+            nbad += int(((s > hi) if hi is not None else s.gt(s)).sum())
+        except TypeError:
+            nbad = len(s)
+        out.append(
+            Finding(
+                p,
+                f"ranges.{col}",
+                f"{nbad} rows outside",
+                f"[{lo}, {hi}]",
+                nbad == 0,
+                f"min {s.min()}, max {s.max()}" if len(s) else "",
+            )
+        )
+    for col, allowed in rule.categories.items():
+        if col not in df.columns:
+            out.append(Finding(p, f"categories.{col}", "missing column", str(allowed), False))
+            continue
+        seen = set(df[col].dropna().unique().tolist())
+        unknown = sorted(map(str, seen - set(allowed)))
+        out.append(
+            Finding(
+                p,
+                f"categories.{col}",
+                ",".join(unknown[:10]) or "none",
+                "none",
+                not unknown,
+                "values not allowed" if unknown else "",
+            )
+        )
+    if rule.max_duplicate_share is not None and n:
+        val = float(df.duplicated().mean())
+        out.append(
+            Finding(
+                p,
+                "max_duplicate_share",
+                val,
+                rule.max_duplicate_share,
+                val <= rule.max_duplicate_share,
+                f"{int(df.duplicated().sum())} of {n} rows repeat an earlier row",
+            )
+        )
+    if prev is None:
+        return out
+    old_schema = {str(c): str(t) for c, t in prev.dtypes.items()}
+    new_schema = {str(c): str(t) for c, t in df.dtypes.items()}
+    if not rule.allow_schema_change and old_schema != new_schema:
+        diff = [
+            f"{c}: {old_schema.get(c, '-')} -> {new_schema.get(c, '-')}"
+            for c in sorted(old_schema.keys() | new_schema.keys())
+            if old_schema.get(c) != new_schema.get(c)
+        ]
+        out.append(Finding(p, "schema", "changed", "unchanged", False, "; ".join(diff)))
+    lab = rule.label_column
+    if lab and (rule.max_label_shift is not None or rule.max_psi is not None):
+        if lab not in df.columns or lab not in prev.columns:
+            out.append(Finding(p, "label_column", "missing", lab, False))
+        else:
+            old_d = _stats.distribution(prev[lab].tolist())
+            new_d = _stats.distribution(df[lab].tolist())
+            desc = f"{_stats.describe(old_d)} -> {_stats.describe(new_d)}"
+            if rule.max_label_shift is not None:
+                js = _stats.js_distance(old_d, new_d)
+                out.append(
+                    Finding(
+                        p,
+                        "max_label_shift (Jensen-Shannon distance)",
+                        js,
+                        rule.max_label_shift,
+                        js <= rule.max_label_shift,
+                        desc,
+                    )
+                )
+            if rule.max_psi is not None:
+                psi = _stats.psi(old_d, new_d)
+                out.append(Finding(p, "max_psi", psi, rule.max_psi, psi <= rule.max_psi, desc))
+    if rule.max_changed_share is not None and len(prev):
+        common = [c for c in prev.columns if c in df.columns]
+        gone = _stats.removed_rows(prev[common], df[common])
+        val = gone / len(prev)
+        out.append(
+            Finding(
+                p,
+                "max_changed_share",
+                val,
+                rule.max_changed_share,
+                val <= rule.max_changed_share,
+                f"{gone} of {len(prev)} previous rows modified or removed",
+            )
+        )
+    return out
+
+
+def validate_rule(root: Path, rule: ValidationRule, result: Result) -> None:
+    """Validate one rule's current data (working tree) against HEAD, adding findings."""
+    current = manifests.workspace_reader(root)(rule.path)
+    if current is None:
+        raise VerificationError(
+            f"{rule.path}: file named by a datasets.validate rule is not in the workspace",
+            hint="run `dvc checkout`/`dvc pull`, or fix the path in guard.yaml",
+        )
+    df = read_table(current, rule, what=rule.path)
+    old, where = previous_bytes(root, rule.path)
+    prev = read_table(old, rule, what=f"{rule.path} ({where})") if old is not None else None
+    if prev is None:
+        result.notes.append(f"{rule.path}: {where}; shift and change checks skipped")
+    result.findings.extend(check_table(df, rule, prev))
+
+
+def changed_paths(root: Path) -> set[str]:
+    """Data paths a staged commit changes: git-tracked files and DVC outputs of staged files."""
+    paths: set[str] = set()
+    for ch in gitutil.staged_changes(root):
+        paths.add(ch.path)
+        if dvcfiles.is_dvc_file(ch.path) and ch.status != "D":
+            data = gitutil.show(root, f":{ch.path}")
+            if data is not None:
+                paths.update(o.path for o in dvcfiles.parse(ch.path, data))
+    return paths
