@@ -83,26 +83,31 @@ class Policy(StrictModel):
         ids = [k.id for k in self.keys]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ValueError(f"key ids must be unique; repeated: {', '.join(dupes)}")
+            raise ValueError(f"keys: ids must be unique; repeated: {', '.join(dupes)}")
         known_roles = set(self.roles)
-        for rule in self.access:
+        for i, rule in enumerate(self.access):
             if rule.role not in known_roles:
                 raise ValueError(
-                    f"access rule names role {rule.role!r}, which is not defined under 'roles'"
+                    f"access[{i}].role: names role {rule.role!r}, "
+                    "which is not defined under 'roles'"
                 )
-        for target in self.registry.protected:
-            for role in target.approver_roles:
+        for i, target in enumerate(self.registry.protected):
+            for j, role in enumerate(target.approver_roles):
                 if role not in known_roles:
                     raise ValueError(
-                        f"protected target names approver role {role!r}, "
+                        f"registry.protected[{i}].approver_roles[{j}]: names role {role!r}, "
                         "which is not defined under 'roles'"
                     )
-        for signer in self.datasets.signers:
+        for i, signer in enumerate(self.datasets.signers):
             if signer not in ids:
-                raise ValueError(f"datasets.signers names key {signer!r}, not listed under 'keys'")
-        for source in self.feedback.sources:
+                raise ValueError(
+                    f"datasets.signers[{i}]: names key {signer!r}, not listed under 'keys'"
+                )
+        for i, source in enumerate(self.feedback.sources):
             if source not in ids:
-                raise ValueError(f"feedback.sources names key {source!r}, not listed under 'keys'")
+                raise ValueError(
+                    f"feedback.sources[{i}]: names key {source!r}, not listed under 'keys'"
+                )
         return self
 
     def key_path(self, entry: KeyEntry) -> Path:
@@ -132,15 +137,26 @@ def find_policy(explicit: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
+_UNION_TAGS = ("alias", "stage", "tag")
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
+    """``('registry', 'protected', 0, 'alias', 'approvals')`` → ``registry.protected[0].approvals``.
+
+    Pydantic inserts the discriminated-union tag right after a list index, and validator names
+    (``function-after[...]``); neither is a field the user wrote, so both are dropped.
+    """
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("alias", "stage", "tag", "function-after", "function-before") and out:
             continue
-        else:
-            out += f".{part}" if out else str(part)
+        after_index = i > 0 and isinstance(loc[i - 1], int)
+        if (after_index and part in _UNION_TAGS and i + 1 < len(loc)) or part.startswith(
+            ("function-", "tagged-union[")
+        ):
+            continue
+        out += f".{part}" if out else part
     return out or "(top level)"
 
 
@@ -148,12 +164,15 @@ def _format_validation(path: Path, err: ValidationError) -> PolicyError:
     details = []
     for e in err.errors():
         loc = _loc(tuple(e["loc"]))
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field (not part of policy version 1; check the spelling)"
         elif e["type"] == "missing":
             msg = "required field is missing"
-        details.append(f"{path}: {loc}: {msg}")
+        if not e["loc"] and e["type"] == "value_error":
+            details.append(f"{path}: {msg}")  # cross-reference checks name their own path
+        else:
+            details.append(f"{path}: {loc}: {msg}")
     return PolicyError(
         f"invalid policy {path}",
         details=details,
