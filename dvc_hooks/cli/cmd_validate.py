@@ -67,5 +67,9 @@ def _run(args: argparse.Namespace) -> int:
                 print(f.line())
     result.raise_if_failed()
     if not args.json:
-        print(f"dvc-guard: {len(rules)} validation rule(s) passed")
+        print(
+            f"dvc-guard: {len(rules)} validation rule(s) passed"
+            if rules
+            else "dvc-guard: no validation rule applies"
+        )
     return 0
