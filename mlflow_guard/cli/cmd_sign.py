@@ -1,13 +1,17 @@
-"""``mlflow-guard sign DIR --key K``: write an OMS v1.0 signature ``DIR/model.sig``."""
+"""``mlflow-guard sign DIR --key K``: write an OMS v1.0 signature ``DIR/model.sig``.
+
+The directory is listed once (inside :func:`mlflow_guard.core.oms.sign_model`); the progress bar
+gets its total from the hashing layer. The signing core is imported only when the command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from mlflow_guard.cli import _common
-from mlflow_guard.core import hashing, keys, oms
+from mlflow_guard.cli.cmd_verify import Progress
+from mlflow_guard.core import hashing
 
 NAME = "sign"
 HELP = "sign a model directory (OpenSSF Model Signing v1.0 bundle in DIR/model.sig)"
@@ -28,7 +32,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--shards",
         action="store_true",
-        help="OMS 'shards' serialization: hash large files in parallel byte ranges",
+        help="OMS 'shards' serialization (sha256 only): hash large files in parallel byte "
+        "ranges; verifiable with model_signing's Python API, not its CLI",
     )
     p.add_argument("--shard-size", type=int, default=hashing.DEFAULT_SHARD_SIZE, metavar="BYTES")
     p.add_argument(
@@ -46,13 +51,33 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_run)
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    from mlflow_guard.core.errors import UsageError
+
+    if args.shards and args.hash_type == "blake3":
+        raise UsageError(
+            "--shards cannot be combined with --hash blake3",
+            details=[
+                "model_signing hashes blake3 'shards' manifests as whole files, so such a "
+                "signature would not verify there; blake3 is already multi-threaded"
+            ],
+            hint="drop --shards (blake3 is parallel per file) or use --hash sha256 --shards",
+        )
+    if args.shard_size < 1:
+        raise UsageError(f"--shard-size must be a positive byte count, got {args.shard_size}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+
+
 def _run(args: argparse.Namespace) -> int:
+    from mlflow_guard.core import keys, oms
+
+    _check_args(args)
     pw = _common.passphrase(args.passphrase_env, prompt=args.passphrase_prompt)
     signer = keys.Signer(keys.load_private_key(args.key, pw))
     ignore = hashing.normalize_ignore_paths(args.ignore)
-    total = sum(f.size for f in hashing.list_files(Path(args.model_dir), ignore))
     start = time.perf_counter()
-    with _common.progress_bar(total, "hashing", quiet=args.quiet or args.json) as progress:
+    with Progress("hashing", enabled=not (args.quiet or args.json)) as progress:
         res = oms.sign_model(
             args.model_dir,
             signer,
