@@ -76,7 +76,8 @@ def test_stale_and_future_timestamps(env: Env) -> None:
     edge = env.ingestor().ingest(
         env.line(env.checkout, ts=NOW - 300) + b"\n" + env.line(env.web, ts=NOW + 30)
     )
-    assert len(edge.accepted) == 2 and not edge.quarantined
+    assert len(edge.accepted) == 2
+    assert not edge.quarantined
 
 
 def test_malformed_json_line(env: Env) -> None:
