@@ -1,0 +1,246 @@
+"""The guard engine: authenticate, resolve, decide, audit — one call per request.
+
+Framework-neutral: the Flask layer and the ASGI layer both build a
+:class:`~mlflow_guard.server.request_view.RequestView` and act on the :class:`Verdict`. Every
+decision (allow and deny) is appended to the audit chain *before* the request proceeds; if the
+append fails the request is denied with 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow_guard.core import access
+from mlflow_guard.core.access import SERVER, Principal, Resource
+from mlflow_guard.core.audit import AuditEvent
+from mlflow_guard.core.decision import Decision
+from mlflow_guard.core.policy import Action, Policy
+from mlflow_guard.server import resolve
+from mlflow_guard.server.authn import Authenticator, AuthFailure
+from mlflow_guard.server.hardening import (
+    GUARD_TAG_PREFIX,
+    guard_tag_keys,
+    source_run_and_experiment,
+)
+from mlflow_guard.server.request_view import BadRequest, NotFound, RequestView
+from mlflow_guard.server.routes import TAG_KEY_ENDPOINTS, RouteSpec, spec_for
+
+_log = logging.getLogger(__name__)
+USER_TAG = GUARD_TAG_PREFIX + "user"
+AUTH_TAG = GUARD_TAG_PREFIX + "auth"
+
+
+@dataclass
+class Verdict:
+    """What to do with a request.
+
+    Attributes:
+        status: 0 to let it through, else the HTTP status to answer with.
+        message: one line for the error response.
+        reasons: the decision's reasons.
+        request_id: id shared by the audit entry and the ``X-Request-Id`` header.
+        principal: the authenticated caller, when known.
+        body: a replacement JSON body for MLflow (identity binding), or ``None``.
+    """
+
+    status: int
+    message: str = ""
+    reasons: list[str] = field(default_factory=list)
+    request_id: str = ""
+    principal: Principal | None = None
+    body: dict[str, Any] | None = None
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the request may proceed."""
+        return self.status == 0
+
+
+class Guard:
+    """Holds the policy, the stores and the caches of one server worker.
+
+    Args:
+        policy: the loaded policy.
+        store: the guard store (tokens, revision counter, audit chain).
+        users: MLflow's basic-auth user store, initialised.
+        auth_cache_seconds: bound on reuse of a verified credential.
+    """
+
+    def __init__(self, policy: Policy, store: Any, users: Any, auth_cache_seconds: int) -> None:
+        self.policy = policy
+        self.store = store
+        self.users = users
+        self.authn = Authenticator(users, store, auth_cache_seconds)
+        self.backend = resolve.Backend()
+
+    # -- entry point ----------------------------------------------------------------------
+
+    def check(self, view: RequestView) -> Verdict:
+        """Decide on one request (never raises)."""
+        rid = uuid.uuid4().hex
+        spec = spec_for(view.endpoint)
+        if spec is not None and spec.resolver == "public":
+            return Verdict(0, request_id=rid)
+        try:
+            principal = self.authn.authenticate(view.headers.get("authorization"))
+        except AuthFailure as e:
+            return self._finish(
+                rid, "-", "authenticate", view.path, Decision.deny("authn", str(e)), 401
+            )
+        except Exception as e:
+            _log.exception("guard: authentication backend failed")
+            return Verdict(
+                503, f"guard cannot authenticate right now: {type(e).__name__}", request_id=rid
+            )
+        view.principal = principal
+        action = spec.action.value if spec and spec.action else "access"
+        what = f"{action} {view.method} {view.path}"
+        resources: list[Resource] = []
+        status = 403
+        try:
+            if spec is None:
+                decision = Decision.deny(
+                    "unmapped-route",
+                    f"route {view.method} {view.path} has no guard decision; denied (fail closed)",
+                    "if this route should be reachable, extend mlflow_guard.server.routes",
+                )
+            else:
+                decision, resources = self._authorize(spec, view, principal)
+        except BadRequest as e:
+            decision, status = Decision.deny("bad-request", str(e)), e.status
+        except NotFound as e:
+            decision, status = Decision.deny("not-found", str(e)), 404
+        except Exception as e:
+            _log.exception("guard: resolving %s %s failed", view.method, view.path)
+            decision = Decision.deny("resolve-failed", f"guard could not resolve the resource: {e}")
+            status = 503
+        target = ",".join(str(r) for r in resources) or (view.endpoint or view.path)
+        verdict = self._finish(rid, principal.user, what, target, decision, status)
+        verdict.principal = principal
+        if verdict.allowed:
+            verdict.body = self._bind_identity(view, principal)
+        return verdict
+
+    def may(self, principal: Principal, action: Action, resource: Resource) -> bool:
+        """Pure policy check (used to filter list responses)."""
+        return access.decide(self.policy, principal, action, resource).allowed
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _finish(
+        self, rid: str, user: str, what: str, target: str, decision: Decision, status: int
+    ) -> Verdict:
+        outcome = "allow" if decision.allowed else "deny"
+        try:
+            self.store.append_audit(
+                AuditEvent(
+                    user=user,
+                    action=what,
+                    resource=target,
+                    outcome=outcome,
+                    reasons=[f"rule {decision.rule}", *decision.reasons],
+                    request_id=rid,
+                )
+            )
+        except Exception as e:
+            _log.error("guard: audit append failed, denying: %s", e)
+            return Verdict(
+                503,
+                "guard cannot record this decision in the audit log, so it is denied",
+                [str(getattr(e, "summary", e))],
+                rid,
+            )
+        if decision.allowed:
+            return Verdict(0, request_id=rid)
+        return Verdict(
+            status,
+            decision.reasons[0] if decision.reasons else "denied",
+            list(decision.reasons),
+            rid,
+        )
+
+    def _authorize(
+        self, spec: RouteSpec, view: RequestView, principal: Principal
+    ) -> tuple[Decision, list[Resource]]:
+        bad = guard_tag_keys(
+            view.body,
+            key_field=view.endpoint in TAG_KEY_ENDPOINTS,
+            extra=[str(view.view_args["tag_key"])] if "tag_key" in view.view_args else [],
+        )
+        if bad:
+            return Decision.deny(
+                "guard-tag-namespace",
+                f"tags {', '.join(sorted(set(bad)))} are in the server-only "
+                f"'{GUARD_TAG_PREFIX}' namespace; clients may not write or delete them",
+                "drop these tags from the request",
+            ), []
+        if spec.resolver == "authenticated":
+            return Decision.allow("authenticated", f"{principal.user} is authenticated"), []
+        assert spec.action is not None
+        if spec.resolver == "server":
+            return access.decide(self.policy, principal, spec.action, SERVER), [SERVER]
+        if spec.resolver in ("any_experiment", "any_model"):
+            kind: access.ResourceKind = (
+                "experiment" if spec.resolver == "any_experiment" else "model"
+            )
+            if access.may_any(self.policy, principal, spec.action, kind):
+                return Decision.allow("list", f"results are filtered to {kind}s you may read"), []
+            return Decision.deny(
+                "no-matching-rule", f"{principal.user} may not {spec.action.value} any {kind}"
+            ), []
+        if spec.resolver == "model_version_create":
+            return self._model_version_create(view, principal)
+        resolver = resolve.RESOLVERS.get(spec.resolver)
+        if resolver is None:
+            return Decision.deny("unknown-resolver", f"no resolver {spec.resolver!r}"), []
+        resources = resolver(view, self.backend)
+        decisions = [access.decide(self.policy, principal, spec.action, r) for r in resources]
+        return Decision.all_of(decisions), resources
+
+    def _model_version_create(
+        self, view: RequestView, principal: Principal
+    ) -> tuple[Decision, list[Resource]]:
+        model = resolve.model_name(view, self.backend)[0]
+        source = view.param("source") or ""
+        run_id, model_id, exp_id = source_run_and_experiment(source)
+        sources: list[Resource] = []
+        if run_id:
+            sources.append(self.backend.run_experiment(run_id))
+        if model_id:
+            sources.append(self.backend.logged_model_experiment(model_id))
+        if exp_id:
+            sources.append(self.backend.experiment(exp_id))
+        if claimed := view.param("run_id"):
+            sources.append(self.backend.run_experiment(claimed))
+        decisions = [access.decide(self.policy, principal, Action.REGISTER, model)]
+        decisions += [access.decide(self.policy, principal, Action.READ, r) for r in sources]
+        return Decision.all_of(decisions), [model, *dict.fromkeys(sources)]
+
+    def _bind_identity(self, view: RequestView, principal: Principal) -> dict[str, Any] | None:
+        if view.endpoint not in (
+            "_create_run",
+            "_create_model_version",
+            "_create_logged_model",
+            "_create_registered_model",
+        ) or not isinstance(view.body, dict):
+            return None
+        body = dict(view.body)
+        tags = body.get("tags") or []
+        if not isinstance(tags, list):
+            return None
+        tags = [t for t in tags if not (isinstance(t, dict) and t.get("key") == "mlflow.user")]
+        tags.append({"key": USER_TAG, "value": principal.user})
+        tags.append({"key": AUTH_TAG, "value": principal.via})
+        if view.endpoint == "_create_run":
+            body["user_id"] = principal.user
+            tags.append({"key": "mlflow.user", "value": principal.user})
+        body["tags"] = tags
+        return body
+
+    def record(self, principal: Principal, what: str, decision: Decision) -> bool:
+        """Audit an extra decision made inside a handler; ``False`` when the append failed."""
+        v = self._finish(uuid.uuid4().hex, principal.user, what, "server:*", decision, 403)
+        return v.status != 503

@@ -1,0 +1,231 @@
+"""Resolvers: which experiments / registered models a request touches, from the backend store.
+
+A client's claim is never believed: a run id is looked up to find its experiment, an artifact
+path's first segment must name an existing experiment, a logged model is looked up by id. A
+missing or malformed identifier is a 400; an identifier naming nothing is a 404.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from mlflow_guard.core.access import Resource
+from mlflow_guard.server.hardening import check_artifact_path
+from mlflow_guard.server.request_view import BadRequest, NotFound, RequestView
+
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
+_RUN_ID = re.compile(r"^[0-9a-zA-Z_-]{1,64}$")
+
+
+class Backend:
+    """Read access to MLflow's tracking and registry stores, with an immutable-fact cache.
+
+    A run never moves to another experiment, nor a logged model, so run/model id → experiment
+    id is cached; experiment names (which can be renamed) are always read from the store.
+    """
+
+    def __init__(self) -> None:
+        self._exp_of: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _tracking() -> Any:
+        from mlflow.server.handlers import _get_tracking_store
+
+        return _get_tracking_store()
+
+    def experiment(self, experiment_id: str) -> Resource:
+        """The experiment resource for an id (404 if it does not exist)."""
+        if not _DIGITS.match(experiment_id):
+            raise BadRequest(f"experiment id must be a decimal number, got {experiment_id!r}")
+        from mlflow.exceptions import MlflowException
+
+        try:
+            exp = self._tracking().get_experiment(experiment_id)
+        except MlflowException as e:
+            raise NotFound(f"experiment {experiment_id} not found") from e
+        return Resource("experiment", exp.name)
+
+    def experiment_by_name(self, name: str) -> Resource:
+        """The experiment resource for a name (the name itself; existence checked by MLflow)."""
+        return Resource("experiment", name)
+
+    def _cached(self, key: str, fetch: Callable[[], str]) -> str:
+        with self._lock:
+            hit = self._exp_of.get(key)
+        if hit is not None:
+            return hit
+        value = fetch()
+        with self._lock:
+            if len(self._exp_of) > 100_000:
+                self._exp_of.clear()
+            self._exp_of[key] = value
+        return value
+
+    def run_experiment(self, run_id: str) -> Resource:
+        """The experiment a run belongs to."""
+        if not _RUN_ID.match(run_id):
+            raise BadRequest(f"malformed run id {run_id!r}")
+        from mlflow.exceptions import MlflowException
+
+        def fetch() -> str:
+            try:
+                return str(self._tracking().get_run(run_id).info.experiment_id)
+            except MlflowException as e:
+                raise NotFound(f"run {run_id} not found") from e
+
+        return self.experiment(self._cached(f"run:{run_id}", fetch))
+
+    def logged_model_experiment(self, model_id: str) -> Resource:
+        """The experiment a logged model belongs to."""
+        if not _RUN_ID.match(model_id):
+            raise BadRequest(f"malformed logged model id {model_id!r}")
+        from mlflow.exceptions import MlflowException
+
+        def fetch() -> str:
+            try:
+                return str(self._tracking().get_logged_model(model_id).experiment_id)
+            except MlflowException as e:
+                raise NotFound(f"logged model {model_id} not found") from e
+
+        return self.experiment(self._cached(f"model:{model_id}", fetch))
+
+
+def _required(view: RequestView, *names: str) -> str:
+    values = {v for n in names if (v := view.param(n))}
+    if len(values) > 1:
+        raise BadRequest(f"conflicting values for {' / '.join(names)}")
+    if not values:
+        raise BadRequest(f"missing required parameter {' or '.join(repr(n) for n in names)}")
+    return values.pop()
+
+
+def experiment_id(view: RequestView, be: Backend) -> list[Resource]:
+    """``experiment_id`` parameter."""
+    return [be.experiment(_required(view, "experiment_id"))]
+
+
+def experiment_name(view: RequestView, be: Backend) -> list[Resource]:
+    """``experiment_name`` parameter (get-by-name)."""
+    return [be.experiment_by_name(_required(view, "experiment_name"))]
+
+
+def experiment_create(view: RequestView, be: Backend) -> list[Resource]:
+    """``name`` of the experiment to create."""
+    return [be.experiment_by_name(_required(view, "name"))]
+
+
+def experiment_rename(view: RequestView, be: Backend) -> list[Resource]:
+    """Both the current experiment and its ``new_name`` (a rename may move it between globs)."""
+    out = [be.experiment(_required(view, "experiment_id"))]
+    if new := view.param("new_name"):
+        out.append(be.experiment_by_name(new))
+    return out
+
+
+def experiment_ids(view: RequestView, be: Backend) -> list[Resource]:
+    """Every id in ``experiment_ids`` (at least one)."""
+    ids = view.param_list("experiment_ids")
+    if not ids:
+        raise BadRequest("missing required parameter 'experiment_ids' (guard needs explicit ids)")
+    return [be.experiment(i) for i in dict.fromkeys(ids)]
+
+
+def run(view: RequestView, be: Backend) -> list[Resource]:
+    """``run_id`` / ``run_uuid`` → its experiment."""
+    return [be.run_experiment(_required(view, "run_id", "run_uuid"))]
+
+
+def run_ids(view: RequestView, be: Backend) -> list[Resource]:
+    """``run_ids`` or repeated ``run_id`` → their experiments."""
+    ids = view.param_list("run_ids") or view.param_list("run_id")
+    if not ids:
+        raise BadRequest("missing required parameter 'run_ids'")
+    return list(dict.fromkeys(be.run_experiment(i) for i in ids))
+
+
+def run_or_logged_model(view: RequestView, be: Backend) -> list[Resource]:
+    """``run_id`` or ``model_id`` → experiment (exactly one)."""
+    rid, mid = view.param("run_id"), view.param("model_id")
+    if bool(rid) == bool(mid):
+        raise BadRequest("exactly one of 'run_id' and 'model_id' must be given")
+    return [be.run_experiment(rid)] if rid else [be.logged_model_experiment(str(mid))]
+
+
+def logged_model(view: RequestView, be: Backend) -> list[Resource]:
+    """Path parameter ``model_id`` → experiment."""
+    mid = view.view_args.get("model_id")
+    if not mid:
+        raise BadRequest("missing logged model id in the path")
+    return [be.logged_model_experiment(str(mid))]
+
+
+def model_name(view: RequestView, be: Backend) -> list[Resource]:
+    """Registered model ``name``."""
+    return [Resource("model", _required(view, "name"))]
+
+
+def model_rename(view: RequestView, be: Backend) -> list[Resource]:
+    """Current and new registered model name."""
+    return [
+        Resource("model", _required(view, "name")),
+        Resource("model", _required(view, "new_name")),
+    ]
+
+
+def trace_create(view: RequestView, be: Backend) -> list[Resource]:
+    """Experiment of a trace being started (``trace.trace_info.trace_location``)."""
+    body = view.body if isinstance(view.body, dict) else {}
+    try:
+        loc = body["trace"]["trace_info"]["trace_location"]["mlflow_experiment"]
+        exp = str(loc["experiment_id"])
+    except (KeyError, TypeError) as e:
+        raise BadRequest("trace has no trace_location.mlflow_experiment.experiment_id") from e
+    return [be.experiment(exp)]
+
+
+def otel(view: RequestView, be: Backend) -> list[Resource]:
+    """OTLP export: the experiment named by the ``x-mlflow-experiment-id`` header."""
+    exp = view.headers.get("x-mlflow-experiment-id")
+    if not exp:
+        raise BadRequest("missing header X-Mlflow-Experiment-Id (names the experiment to log to)")
+    return [be.experiment(exp)]
+
+
+def artifact_path(view: RequestView, be: Backend) -> list[Resource]:
+    """Proxied artifact path ``<experiment_id>/...`` → that experiment.
+
+    Listing the artifact root (no path) is reserved for server admins by the engine.
+    """
+    raw = view.view_args.get("artifact_path")
+    if raw is None:
+        raw = view.param("path") or ""
+    path = check_artifact_path(str(raw))
+    first = path.split("/", 1)[0]
+    if not first:
+        raise BadRequest("artifact path must start with an experiment id", status=403)
+    return [be.experiment(first)]
+
+
+RESOLVERS: dict[str, Callable[[RequestView, Backend], list[Resource]]] = {
+    f.__name__: f
+    for f in (
+        experiment_id,
+        experiment_name,
+        experiment_create,
+        experiment_rename,
+        experiment_ids,
+        run,
+        run_ids,
+        run_or_logged_model,
+        logged_model,
+        model_name,
+        model_rename,
+        trace_create,
+        otel,
+        artifact_path,
+    )
+}
