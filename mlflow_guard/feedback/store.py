@@ -215,6 +215,7 @@ class FeedbackStore:
                 f"invalid database URI {uri!r}",
                 hint="set storage.database_uri in the policy (e.g. sqlite:///guard.db)",
             ) from e
+        url = _with_installed_driver(url)
         kwargs: dict[str, Any] = {"future": True}
         if url.get_backend_name() == "sqlite":
             kwargs["connect_args"] = {"timeout": 60}
@@ -269,6 +270,17 @@ class FeedbackStore:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+def _with_installed_driver(url: sa.engine.URL) -> sa.engine.URL:
+    """``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; fall back to psycopg2 if installed."""
+    if url.drivername != "postgresql":
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return url.set(drivername="postgresql+psycopg2")
+    return url
 
 
 def _sqlite_immediate(engine: Engine) -> None:
