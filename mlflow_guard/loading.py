@@ -1,0 +1,238 @@
+"""Verified model loading (ML10): download, verify the OMS signature, scan, then deserialize.
+
+``mlflow_guard.load_model(uri)`` downloads the model into a private temporary folder, verifies
+its ``model.sig`` against the policy's trust store (purpose ``model``; the directory is rehashed,
+no cache), scans every model file for unsafe pickle content, and only then hands the *verified
+copy* to MLflow's loader — so what is loaded is exactly what was verified. Tampered, unsigned,
+untrusted or unsafe → a :class:`~mlflow_guard.core.errors.VerificationError` with the precise
+reason, and nothing was unpickled.
+
+Opt-in for plain MLflow calls: :func:`enable_verified_loading` makes
+``mlflow.pyfunc.load_model`` (and the named flavors' ``load_model``) go through the same path.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow_guard.core import oms
+from mlflow_guard.core.errors import PolicyError, VerificationError
+from mlflow_guard.core.policy import Purpose, load_policy
+from mlflow_guard.core.trust import TrustStore
+
+_tmp_lock = threading.Lock()
+_tmp_dirs: list[str] = []
+_patched: dict[str, Callable[..., Any]] = {}
+
+
+class UnsafeModelContent(VerificationError):
+    """The model scanner found content that could run code when deserialized."""
+
+
+@dataclass(frozen=True)
+class VerifiedModel:
+    """A downloaded model whose signature verified and whose files scanned clean.
+
+    Attributes:
+        uri: the URI asked for.
+        local_path: the private verified copy (load from here, nowhere else).
+        root_digest: OMS root digest of the model.
+        signer: policy id of the signing key.
+        signer_key_id: hex sha256 of the signing key.
+        files: number of files verified.
+        scanned: whether the scanner ran.
+    """
+
+    uri: str
+    local_path: Path
+    root_digest: str
+    signer: str
+    signer_key_id: str
+    files: int
+    scanned: bool
+
+
+def _cleanup() -> None:
+    with _tmp_lock:
+        for d in _tmp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        _tmp_dirs.clear()
+
+
+def _private_dir() -> Path:
+    d = tempfile.mkdtemp(prefix="mlflow-guard-load-")
+    with _tmp_lock:
+        if not _tmp_dirs:
+            atexit.register(_cleanup)
+        _tmp_dirs.append(d)
+    return Path(d)
+
+
+def trust_store(policy: str | os.PathLike[str] | None = None) -> TrustStore:
+    """The trust store of the policy (``policy``, ``$MLFLOW_GUARD_POLICY`` or ``./guard.yaml``).
+
+    Raises:
+        PolicyError: no policy, or an invalid one (loading is refused: fail closed).
+    """
+    try:
+        return TrustStore.from_policy(load_policy(policy))
+    except PolicyError as e:
+        raise PolicyError(
+            f"cannot verify models without a policy: {e.summary}",
+            details=e.details,
+            hint="set MLFLOW_GUARD_POLICY to your guard.yaml (its keys say which signers "
+            "are trusted), or pass policy=",
+        ) from e
+
+
+def scan_model_dir(path: Path) -> None:
+    """Scan a model directory; raise when anything is unsafe or the scanner is unavailable.
+
+    Raises:
+        UnsafeModelContent: findings (listed), or no scanner installed (fail closed).
+    """
+    try:
+        from mlflow_guard.core.scan import scan_directory
+    except ImportError as e:
+        raise UnsafeModelContent(
+            "the model-file scanner (mlflow_guard.core.scan) is not available; refusing to load",
+            hint="install a complete mlflow-guard, or pass scan=False only for models you "
+            "trust for other reasons",
+        ) from e
+    report = scan_directory(path)
+    if not report.safe:
+        raise UnsafeModelContent(
+            f"model files contain unsafe content; refusing to deserialize {path.name}",
+            details=[f"{f.path}: {f.reason}" for f in report.findings[:20]],
+            hint="do not load this model; investigate who produced it",
+        )
+
+
+def download(uri: str, dst: Path) -> Path:
+    """Download the model at ``uri`` into ``dst`` exactly as stored.
+
+    ``models:/`` URIs are resolved to the underlying artifact location first: MLflow's models
+    repository adds a ``registered_model_meta`` file on download, which is not part of the
+    signed model.
+    """
+    import mlflow.artifacts
+
+    if uri.startswith("models:"):
+        from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+        uri = str(ModelsArtifactRepository.get_underlying_uri(uri))  # type: ignore[no-untyped-call]
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
+    p = Path(local)
+    if p.is_file():
+        raise VerificationError(
+            f"{uri} names a single file, not a model directory",
+            hint="pass the model's URI (models:/NAME/VERSION, runs:/ID/PATH or a folder)",
+        )
+    return p
+
+
+def download_and_verify(
+    uri: str,
+    *,
+    policy: str | os.PathLike[str] | None = None,
+    trust: TrustStore | None = None,
+    scan: bool = True,
+) -> VerifiedModel:
+    """Download ``uri`` into a private folder, verify its signature and (by default) scan it.
+
+    Raises:
+        PolicyError: no usable policy.
+        SignatureInvalid: unsigned, or the signature is malformed or does not verify.
+        KeyNotTrusted: signer unknown, revoked, expired or not trusted for ``model``.
+        ManifestMismatch: files added, removed or changed since signing.
+        UnsafeModelContent: the scanner found unsafe content.
+    """
+    store = trust if trust is not None else trust_store(policy)
+    local = download(uri, _private_dir())
+    result = oms.verify_model(local, store, purpose=Purpose.MODEL)
+    if scan:
+        scan_model_dir(local)
+    return VerifiedModel(
+        uri=uri,
+        local_path=local,
+        root_digest=result.root_digest,
+        signer=result.key.name,
+        signer_key_id=result.key.key_id,
+        files=result.files,
+        scanned=scan,
+    )
+
+
+def load_model(
+    uri: str,
+    *,
+    flavor: str = "pyfunc",
+    policy: str | os.PathLike[str] | None = None,
+    trust: TrustStore | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Load a model after verifying and scanning it; record it as a base model for lineage.
+
+    Args:
+        uri: any MLflow model URI.
+        flavor: ``pyfunc`` (default), ``sklearn``, ``pytorch``… — the ``mlflow.<flavor>``
+            module whose ``load_model`` deserializes the verified copy.
+        policy: path of ``guard.yaml`` (default ``$MLFLOW_GUARD_POLICY`` / ``./guard.yaml``).
+        trust: a trust store to use instead of the policy's.
+        kwargs: passed to the flavor's ``load_model``.
+
+    Raises:
+        VerificationError: tampered, unsigned, untrusted or unsafe (nothing was deserialized).
+        PolicyError: no usable policy.
+    """
+    verified = download_and_verify(uri, policy=policy, trust=trust)
+    from mlflow_guard.core.provenance import BaseModelRef
+    from mlflow_guard.lineage import base_models
+
+    base_models.record(
+        BaseModelRef(uri, verified.root_digest, verified.signer_key_id, verified.signer)
+    )
+    module: Any = importlib.import_module(f"mlflow.{flavor}")
+    loader = _patched.get(flavor) or module.load_model
+    return loader(str(verified.local_path), **kwargs)
+
+
+def enable_verified_loading(
+    flavors: Iterable[str] = ("pyfunc", "sklearn"), *, policy: str | None = None
+) -> None:
+    """Opt-in: make ``mlflow.<flavor>.load_model`` verify and scan before loading.
+
+    Idempotent. After this call ``mlflow.pyfunc.load_model(uri)`` behaves like
+    ``mlflow_guard.load_model(uri)``: an unsigned or tampered model raises instead of loading.
+    """
+    for flavor in flavors:
+        if flavor in _patched:
+            continue
+        mod: Any = importlib.import_module(f"mlflow.{flavor}")
+        original = mod.load_model
+        _patched[flavor] = original
+
+        @functools.wraps(original)
+        def guarded(model_uri: str, *args: Any, _f: str = flavor, **kwargs: Any) -> Any:
+            verified = download_and_verify(str(model_uri), policy=policy)
+            return _patched[_f](str(verified.local_path), *args, **kwargs)
+
+        mod.load_model = guarded
+
+
+def disable_verified_loading() -> None:
+    """Undo :func:`enable_verified_loading`."""
+    for flavor, original in list(_patched.items()):
+        module: Any = importlib.import_module(f"mlflow.{flavor}")
+        module.load_model = original
+        del _patched[flavor]
