@@ -7,6 +7,8 @@ restore it or work on a copy.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -30,7 +32,8 @@ ENV = {
     "GIT_COMMITTER_EMAIL": "t@example.org",
     "DVC_NO_ANALYTICS": "1",
 }
-for _var in ("MLFLOW_GUARD_POLICY", "DVC_GUARD_HASH_CACHE", "MLFLOW_GUARD_DATASET_KEY"):
+_SCRUB = ("MLFLOW_GUARD_POLICY", "DVC_GUARD_HASH_CACHE", "MLFLOW_GUARD_DATASET_KEY")
+for _var in _SCRUB:
     ENV.pop(_var, None)
 
 
@@ -52,8 +55,25 @@ def sh(
 
 
 def guard(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``dvc-guard ARGS`` (never raising; tests assert the exit code)."""
-    return sh([str(BIN / "dvc-guard"), *args], cwd, check=False, stdin=stdin)
+    """Run ``dvc-guard ARGS`` in this process (fast; the CLI has no global state).
+
+    Never raises: tests assert the exit code and the captured output.
+    """
+    from dvc_hooks.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd, old_stdin = os.getcwd(), sys.stdin
+    saved = {v: os.environ.pop(v) for v in _SCRUB if v in os.environ}
+    try:
+        os.chdir(cwd)
+        sys.stdin = io.StringIO(stdin or "")
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(args))
+    finally:
+        os.chdir(old_cwd)
+        sys.stdin = old_stdin
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
 
 
 @dataclass(frozen=True)
@@ -146,7 +166,8 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory, dataset_keys: Keys) -> It
         "    deps: [data/train.csv]\n    outs: [features.csv]\n"
     )
     sh(["dvc", "repro", "-q"], root)
-    sh([str(BIN / "dvc-guard"), "sign", "--key", str(dataset_keys.key("data-ci"))], root)
+    signed = guard(root, "sign", "--key", str(dataset_keys.key("data-ci")))
+    assert signed.returncode == 0, signed.stderr
     sh(["git", "add", "-A"], root)
     sh(["git", "commit", "-q", "-m", "signed data"], root)
-    yield root
+    return root

@@ -63,7 +63,8 @@ def test_round_trip_binds_subjects(ring: dict[str, keys.PrivateKey], trust: Trus
     manifest, key = dataset.verify_manifest(_sign(ring), trust, SIGNERS)
     assert key.name == "ci"
     assert manifest.outputs[0].files[0].sha256 == SHA_A
-    assert manifest.signed_at is not None and manifest.signed_at.endswith("Z")
+    assert manifest.signed_at is not None
+    assert manifest.signed_at.endswith("Z")
     st = json.loads(dsse.parse(_sign(ring)).payload_bytes())
     assert st["predicateType"] == dataset.PREDICATE_TYPE
     assert st["subject"] == [

@@ -40,7 +40,8 @@ def test_signed_repo_verifies_every_output(dvc_repo: Path) -> None:
     alias = sh([str(BIN / "mlflow-guard"), "data", "verify", "--no-data"], dvc_repo, check=False)
     assert alias.returncode == 0, alias.stderr
     status = json.loads(guard(dvc_repo, "status", "--json").stdout)
-    assert status["ok"] and {r["state"] for r in status["datasets"]} == {"ok"}
+    assert status["ok"]
+    assert {r["state"] for r in status["datasets"]} == {"ok"}
 
 
 def test_same_size_edit_with_restored_mtime_is_blocked(dvc_repo: Path) -> None:
@@ -53,7 +54,8 @@ def test_same_size_edit_with_restored_mtime_is_blocked(dvc_repo: Path) -> None:
     with open(data, "r+b") as f:  # in place: same inode, same size
         f.write(poisoned)
     os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert data.stat().st_size == st.st_size and data.stat().st_mtime_ns == st.st_mtime_ns
+    assert data.stat().st_size == st.st_size
+    assert data.stat().st_mtime_ns == st.st_mtime_ns
     # DVC's own state cache (inode, mtime, size) is fooled ...
     assert "up to date" in sh(["dvc", "status"], dvc_repo).stdout
     # ... dvc-guard is not, with or without its digest cache (ctime changed).
@@ -62,7 +64,8 @@ def test_same_size_edit_with_restored_mtime_is_blocked(dvc_repo: Path) -> None:
         assert proc.returncode == 1, proc.stdout
         assert "changed: data/train.csv" in proc.stdout
     proc = guard(dvc_repo, "verify", "--staged")
-    assert proc.returncode == 1 and "changed: data/train.csv" in proc.stderr
+    assert proc.returncode == 1
+    assert "changed: data/train.csv" in proc.stderr
     data.write_bytes(original)
     assert guard(dvc_repo, "verify", "--cache").returncode == 0
 
@@ -91,10 +94,12 @@ def test_deleted_output_is_detected(dvc_repo: Path) -> None:
     restore(dvc_repo)
     shutil.rmtree(dvc_repo / "data" / "images" / "sub")
     proc = guard(dvc_repo, "verify", "--json")
-    assert proc.returncode == 1 and "removed: data/images/sub/x.bin" in proc.stdout
+    assert proc.returncode == 1
+    assert "removed: data/images/sub/x.bin" in proc.stdout
     shutil.rmtree(dvc_repo / "data" / "images")
     proc = guard(dvc_repo, "verify")
-    assert proc.returncode == 1 and "data directory is not in the workspace" in proc.stderr
+    assert proc.returncode == 1
+    assert "data directory is not in the workspace" in proc.stderr
     restore(dvc_repo, data=True)
 
 
@@ -146,7 +151,8 @@ def test_stage_output_in_dvc_lock_is_verified(dvc_repo: Path) -> None:
     (dvc_repo / "features.csv").write_text("tampered\n")
     proc = guard(dvc_repo, "verify", "--json")
     assert proc.returncode == 1
-    assert "changed: features.csv" in proc.stdout and "dvc.lock" in proc.stdout
+    assert "changed: features.csv" in proc.stdout
+    assert "dvc.lock" in proc.stdout
     restore(dvc_repo, data=True)
 
 
@@ -177,7 +183,8 @@ def test_unreadable_data_file_is_reported(dvc_repo: Path) -> None:
     f.chmod(0)
     try:
         proc = guard(dvc_repo, "verify", "data/images.dvc")
-        assert proc.returncode == 1 and "cannot read data file" in proc.stderr
+        assert proc.returncode == 1
+        assert "cannot read data file" in proc.stderr
     finally:
         f.chmod(0o644)
 
@@ -193,5 +200,6 @@ def test_sign_refuses_when_workspace_differs_from_dvc_record(
     assert "changed: data/images/0.bin" in proc.stderr
     assert tree_state(dvc_repo) == before
     proc = guard(dvc_repo, "sign", "data/images.dvc")
-    assert proc.returncode == 2 and "no signing key given" in proc.stderr
+    assert proc.returncode == 2
+    assert "no signing key given" in proc.stderr
     restore(dvc_repo, data=True)
