@@ -1,0 +1,127 @@
+"""Fixtures for the client-plugin tests: a real git+DVC repo with a signed dataset, a policy,
+one SQLite tracking database per session, and a helper to run code in a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import KeyPair, KeyRing
+
+PY = sys.executable
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a command, fail the test with its output if it fails."""
+    full_env = {**os.environ, **env}
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, check=False)
+    assert p.returncode == 0, f"{cmd} failed:\n{p.stdout}\n{p.stderr}"
+    return p
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` and return its stdout."""
+    return run(["git", *args], repo).stdout.strip()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A git+DVC repository with a signed dataset, plus the policy and keys that trust it."""
+
+    repo: Path
+    dataset: Path
+    policy: Path
+    model_key: KeyPair
+    dataset_key: KeyPair
+
+
+def write_policy(path: Path, ring: KeyRing, registry: dict[str, object] | None = None) -> Path:
+    """A policy trusting the session's model and dataset keys."""
+    doc = {
+        "version": 1,
+        "keys": [
+            {"id": "ci", "public_key": str(ring["model"].public), "purposes": ["model"]},
+            {"id": "data", "public_key": str(ring["dataset"].public), "purposes": ["dataset"]},
+        ],
+        "datasets": {"signers": ["data"]},
+        "registry": registry or {"require_signature": True, "scan_model_files": True},
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory, keyring: KeyRing) -> Workspace:
+    """git init, dvc init, dvc add a CSV, dvc-guard sign it, commit. Shared by the session."""
+    repo = tmp_path_factory.mktemp("ws") / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    git(repo, "remote", "add", "origin", "https://alice:s3cret@example.com/org/repo.git")
+    run([str(BIN / "dvc"), "init", "-q"], repo)
+    (repo / "data").mkdir()
+    dataset = repo / "data" / "train.csv"
+    dataset.write_text("x,label\n" + "".join(f"{i},{i % 2}\n" for i in range(200)))
+    run([str(BIN / "dvc"), "add", "-q", "data/train.csv"], repo)
+    run(
+        [str(BIN / "dvc-guard"), "sign", "--key", str(keyring["dataset"].private)],
+        repo,
+    )
+    (repo / ".gitignore").write_text("mlruns/\n*.db\nguard.yaml\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data")
+    policy = write_policy(repo / "guard.yaml", keyring)
+    return Workspace(repo, dataset, policy, keyring["model"], keyring["dataset"])
+
+
+@pytest.fixture(scope="session")
+def tracking_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file for the session (MLflow's migrations take seconds)."""
+    return tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+
+
+@pytest.fixture
+def in_workspace(
+    workspace: Workspace, tracking_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Workspace]:
+    """cwd = the repo; policy and signing key configured; SQLite tracking and registry."""
+    import mlflow
+
+    from mlflow_guard.lineage import base_models
+
+    monkeypatch.chdir(workspace.repo)
+    monkeypatch.setenv("MLFLOW_GUARD_POLICY", str(workspace.policy))
+    monkeypatch.setenv("MLFLOW_GUARD_SIGNING_KEY", str(workspace.model_key.private))
+    monkeypatch.delenv("MLFLOW_GUARD_SIGNING_KEY_PASSPHRASE", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tracking_db}")
+    mlflow.set_tracking_uri(f"sqlite:///{tracking_db}")
+    mlflow.set_registry_uri(f"sqlite:///{tracking_db}")
+    base_models.clear()
+    yield workspace
+    while mlflow.active_run():
+        mlflow.end_run()
+    base_models.clear()
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=workspace.repo, check=False)
+    subprocess.run(["git", "clean", "-qfd", "-e", "mlruns"], cwd=workspace.repo, check=False)
+
+
+def fresh_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a new interpreter (the one running the tests)."""
+    return subprocess.run(
+        [PY, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=False,
+        timeout=300,
+    )
