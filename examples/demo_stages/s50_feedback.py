@@ -1,0 +1,132 @@
+"""Stage 5: feedback-data authentication (OWASP ML08): two sources, a forgery and a replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from demo_stages._ctx import Context, DemoFailure, run_cli
+
+TITLE = "Feedback: signed records from two sources; a forgery and a replay land in quarantine"
+
+WEB_SECRET = "whsec_ZGVtby13ZWItc2VydmljZS1zaGFyZWQtc2VjcmV0"
+
+
+def _dvc_guard(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from dvc_hooks.cli import main; raise SystemExit(main())", *args]
+
+
+def _guard(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlflow_guard.cli", *args]
+
+
+def run(ctx: Context) -> None:
+    """Sign feedback at two sources, ingest two batches, inspect quarantine and the dataset."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from feedback_webservice import create_app
+
+    from mlflow_guard.feedback import FeedbackSigner
+
+    keys_dir: Path = ctx.state["keys"]
+    base = yaml.safe_load(Path(ctx.state["policy"]).read_text())
+    base["feedback"] = {
+        "sources": ["checkout"],
+        "hmac_sources": [{"id": "web", "secret_env": "FEEDBACK_WEB_SECRET"}],
+        "tolerance": "300s",
+        "clock_skew": "30s",
+        "quota": {"records": 1000, "per": "1h"},
+        "skew": {"baseline": {"ok": 0.8, "fraud": 0.2}, "max_label_distance": 0.5},
+        "datasets": ["data/feedback.jsonl"],
+    }
+    policy = ctx.root / "guard-feedback.yaml"
+    policy.write_text(yaml.safe_dump(base, sort_keys=False))
+    print(f"policy copy with a second (HMAC) source: {policy.name}")
+    env = {**os.environ, "FEEDBACK_WEB_SECRET": WEB_SECRET}
+    os.environ["FEEDBACK_WEB_SECRET"] = WEB_SECRET
+
+    work = ctx.root / "feedback"
+    work.mkdir(exist_ok=True)
+    checkout = FeedbackSigner("checkout", keys_dir / "checkout.key")
+    lines = [
+        checkout.sign_line({"prediction_id": f"p-{i}", "label": "fraud" if i % 4 == 0 else "ok"})
+        for i in range(6)
+    ]
+    outbox = work / "web-outbox.jsonl"
+    client = create_app(str(outbox)).test_client()
+    for i, label in enumerate(["ok", "ok", "fraud", "ok"]):
+        resp = client.post("/feedback", json={"prediction_id": f"w-{i}", "label": label})
+        if resp.status_code != 201:
+            raise DemoFailure(f"web service refused feedback: {resp.get_json()}")
+    web_lines = outbox.read_bytes().splitlines()
+    print(f"checkout signed {len(lines)} records (ECDSA P-256); the web service signed "
+          f"{len(web_lines)} (HMAC-SHA256, Standard Webhooks)")  # fmt: skip
+
+    forged = json.loads(lines[1])
+    forged["payload"]["label"] = "fraud"
+    batch1 = work / "batch1.jsonl"
+    batch1.write_bytes(b"\n".join([*lines, *web_lines, json.dumps(forged).encode()]) + b"\n")
+    print("batch 1: 10 authentic records + 1 forged (label flipped after signing)")
+
+    dataset = ctx.root / "data" / "feedback.jsonl"
+    db = f"sqlite:///{ctx.root / 'guard.db'}"
+    common = ["--into", str(dataset), "--policy", str(policy), "--db", db]
+    out1 = run_cli(
+        _guard("feedback", "ingest", str(batch1), *common, "--key", str(keys_dir / "data-ci.key"),
+               "--json"),
+        expect=1,
+        env=env,
+    )  # fmt: skip
+    r1 = json.loads(out1.stdout)
+    if r1["accepted"] != 10 or [r["reason"] for r in r1["rejections"]] != ["bad-signature"]:
+        raise DemoFailure(f"unexpected batch 1 result: {r1}")
+
+    time.sleep(1)
+    batch2 = work / "batch2.jsonl"
+    fresh = checkout.sign_line({"prediction_id": "p-10", "label": "ok"})
+    batch2.write_bytes(fresh + b"\n" + lines[0] + b"\n")
+    print("\nbatch 2: 1 new record + a replay of batch 1's first record")
+    out2 = run_cli(
+        _guard("feedback", "ingest", str(batch2), *common, "--key", str(keys_dir / "data-ci.key"),
+               "--json"),
+        expect=1,
+        env=env,
+    )  # fmt: skip
+    r2 = json.loads(out2.stdout)
+    if r2["accepted"] != 1 or [r["reason"] for r in r2["rejections"]] != ["replay"]:
+        raise DemoFailure(f"unexpected batch 2 result: {r2}")
+
+    run_cli(_guard("feedback", "quarantine", "list", "--into", str(dataset)), expect=0)
+    stored = dataset.read_bytes().splitlines()
+    if len(stored) != 11 or json.dumps(forged).encode() in stored:
+        raise DemoFailure("the dataset should hold exactly the 11 authentic, unique records")
+    print(f"dataset {dataset.relative_to(ctx.root)}: {len(stored)} records; quarantine: 2")
+
+    admin = next(iter(base.get("roles", {}).get("reviewer", ["bob"])))
+    qid = r1["rejections"][0]["qid"]
+    print(f"\n{admin} (a reviewer, not an admin) tries to release the forgery:")
+    run_cli(_guard("feedback", "quarantine", "release", qid, "--as", admin, *common), expect=1)
+
+    print("\nThe pre-commit hook re-verifies every record (a git repo holding the dataset):")
+    repo = ctx.root / "feedback-repo"
+    (repo / "data").mkdir(parents=True, exist_ok=True)
+    run_cli(["git", "init", "-q", str(repo)], expect=0)
+    copy = repo / "data" / "feedback.jsonl"
+    copy.write_bytes(dataset.read_bytes())
+    hook = _dvc_guard("feedback-check", "data/feedback.jsonl", "--repo", str(repo),
+                      "--policy", str(policy))  # fmt: skip
+    run_cli(hook, expect=0, env=env)
+    copy.write_bytes(copy.read_bytes().replace(b'"label":"ok"', b'"label":"fraud"', 1))
+    print("after hand-editing one label in the dataset:")
+    run_cli(hook, expect=1, env=env)
+    ctx.state["feedback"] = {
+        "dataset": dataset,
+        "policy": policy,
+        "batches": [r1["batch_id"], r2["batch_id"]],
+        "attestations": [Path(r1["attestation"]), Path(r2["attestation"])],
+    }
+    print(f"feedback-batch attestations: {r1['attestation']}, {r2['attestation']}")
