@@ -24,7 +24,7 @@ from mlflow_guard.core.hashing import Serialization
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 SIGNATURE_FILE = "model.sig"
-_HEX = r"^[0-9a-f]+$"
+_DIGEST_HEX = r"^[0-9a-f]{64}$"  # sha256 and blake3: 32 bytes
 
 
 class _Strict(BaseModel):
@@ -63,7 +63,7 @@ class _Resource(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(min_length=1)
-    digest: str = Field(pattern=_HEX)
+    digest: str = Field(pattern=_DIGEST_HEX)
     algorithm: str = Field(pattern=r"^(sha256|blake3)(-sharded-[1-9][0-9]*)?$")
 
 
@@ -105,6 +105,16 @@ class SignedManifest:
     serialization: Serialization
     resources: dict[str, bytes]
     key_hint: str
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects with a repeated key are refused: parsers disagree on which one wins."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
 
 
 def _errors(e: ValidationError) -> list[str]:
@@ -168,7 +178,7 @@ def parse_bundle(
     if not data.strip():
         raise SignatureInvalid(f"{source} is empty", hint="re-sign with `mlflow-guard sign`")
     try:
-        raw = json.loads(data)
+        raw = json.loads(data, object_pairs_hook=_no_duplicate_keys)
     except (ValueError, UnicodeDecodeError) as e:
         raise SignatureInvalid(
             f"{source} is not valid JSON (truncated or not a signature file?)",
@@ -190,9 +200,13 @@ def parse_bundle(
         )
     payload = dsse.b64decode(bundle.dsse_envelope.payload, f"{source}: DSSE payload")
     try:
-        st = _Statement.model_validate(json.loads(payload))
+        statement = json.loads(payload, object_pairs_hook=_no_duplicate_keys)
     except (ValueError, UnicodeDecodeError) as e:
-        raise SignatureInvalid(f"{source}: signed payload is not valid JSON") from e
+        raise SignatureInvalid(
+            f"{source}: signed payload is not valid JSON", details=[str(e)]
+        ) from e
+    try:
+        st = _Statement.model_validate(statement)
     except ValidationError as e:
         raise SignatureInvalid(
             f"{source}: signed payload is not an in-toto Statement v1", details=_errors(e)

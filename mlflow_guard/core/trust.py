@@ -51,11 +51,18 @@ class TrustStore:
 
     def __init__(self, entries: Iterable[TrustedKey], revoked: Iterable[str] = ()) -> None:
         self._entries = list(entries)
-        self._revoked = {r.lower() for r in revoked}
-        self._by_ref: dict[str, TrustedKey] = {}
+        self._revoked = {r.strip().lower() for r in revoked}
+        # Revocation follows the key material: revoking one policy id revokes the same public
+        # key listed under any other id too.
+        self._revoked_keys = {
+            e.key_id
+            for e in self._entries
+            if e.name.lower() in self._revoked or e.key_id in self._revoked
+        }
+        self._by_ref: dict[str, list[TrustedKey]] = {}
         for e in self._entries:
-            self._by_ref[e.key_id] = e
-            self._by_ref[e.hint] = e
+            self._by_ref.setdefault(e.key_id, []).append(e)
+            self._by_ref.setdefault(e.hint, []).append(e)
 
     @classmethod
     def from_policy(cls, policy: Policy) -> TrustStore:
@@ -84,8 +91,12 @@ class TrustStore:
         return list(self._entries)
 
     def is_revoked(self, entry: TrustedKey) -> bool:
-        """Whether the key is on the revocation list (by policy id or key id)."""
-        return entry.name.lower() in self._revoked or entry.key_id in self._revoked
+        """Whether the key is revoked (its key id, or any policy id it is listed under)."""
+        return (
+            entry.key_id in self._revoked_keys
+            or entry.name.lower() in self._revoked
+            or entry.key_id in self._revoked
+        )
 
     def check(self, entry: TrustedKey, purpose: Purpose, at: datetime | None = None) -> TrustedKey:
         """Return ``entry`` if it may verify ``purpose`` at ``at``; raise otherwise.
@@ -118,14 +129,21 @@ class TrustStore:
         Raises:
             KeyNotTrusted: unknown key, revoked, expired, or wrong purpose.
         """
-        entry = self._by_ref.get(ref.lower())
-        if entry is None:
+        entries = self._by_ref.get(ref.strip().lower(), [])
+        if not entries:
             raise KeyNotTrusted(
                 f"signing key {ref[:16]}… is not in the trust store",
                 hint="add its public key to the policy's 'keys' with the right purpose, "
                 "or verify with --public-key",
             )
-        return self.check(entry, purpose, at)
+        first: KeyNotTrusted | None = None
+        for entry in entries:  # the same key may be listed under several ids
+            try:
+                return self.check(entry, purpose, at)
+            except KeyNotTrusted as e:
+                first = first or e
+        assert first is not None
+        raise first
 
     def candidates(self, purpose: Purpose, at: datetime | None = None) -> list[TrustedKey]:
         """Every key currently usable for ``purpose`` (for signatures that carry no key hint)."""
