@@ -27,7 +27,6 @@ from mlflow_guard.core.errors import PolicyError
 from mlflow_guard.core.policy import Policy
 
 ENV_DATABASE_URI = "MLFLOW_GUARD_DATABASE_URI"
-_CHUNK = 400
 
 metadata = sa.MetaData()
 
@@ -105,42 +104,40 @@ class Tx:
         """Insert each ``(source, id)``; return those this transaction inserted (not replays)."""
         got: set[tuple[str, str]] = set()
         dialect = self.conn.dialect.name
-        for i in range(0, len(claims), _CHUNK):
-            rows = [
-                {
-                    "source": c.source,
-                    "record_id": c.record_id,
-                    "record_ts": c.record_ts,
-                    "seen_at": now,
-                    "batch_id": batch_id,
-                }
-                for c in claims[i : i + _CHUNK]
-            ]
-            if dialect in ("sqlite", "postgresql"):
-                ins: Any
-                if dialect == "sqlite":
-                    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        rows = [
+            {
+                "source": c.source,
+                "record_id": c.record_id,
+                "record_ts": c.record_ts,
+                "seen_at": now,
+                "batch_id": batch_id,
+            }
+            for c in claims
+        ]
+        if not rows:
+            return got
+        if dialect in ("sqlite", "postgresql"):
+            ins: Any
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-                    ins = sqlite_insert(seen)
-                else:
-                    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                    ins = pg_insert(seen)
-                stmt = (
-                    ins.values(rows)
-                    .on_conflict_do_nothing()
-                    .returning(seen.c.source, seen.c.record_id)
-                )
-                got.update((r[0], r[1]) for r in self.conn.execute(stmt))
+                ins = sqlite_insert(seen)
             else:
-                for row in rows:
-                    nested = self.conn.begin_nested()
-                    try:
-                        self.conn.execute(seen.insert().values(row))
-                        nested.commit()
-                        got.add((str(row["source"]), str(row["record_id"])))
-                    except sa.exc.IntegrityError:
-                        nested.rollback()
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                ins = pg_insert(seen)
+            stmt = ins.on_conflict_do_nothing().returning(seen.c.source, seen.c.record_id)
+            # executemany with RETURNING: SQLAlchemy batches it as "insertmanyvalues"
+            got.update((r[0], r[1]) for r in self.conn.execute(stmt, rows))
+            return got
+        for row in rows:
+            nested = self.conn.begin_nested()
+            try:
+                self.conn.execute(seen.insert().values(row))
+                nested.commit()
+                got.add((str(row["source"]), str(row["record_id"])))
+            except sa.exc.IntegrityError:
+                nested.rollback()
         return got
 
     def count_since(self, source: str, since: float) -> int:
