@@ -14,6 +14,7 @@ CORE_MODULES = [
     "mlflow_guard.core.intoto",
     "mlflow_guard.core.hashing",
     "mlflow_guard.core.oms",
+    "mlflow_guard.core.oms_bundle",
 ]
 
 
