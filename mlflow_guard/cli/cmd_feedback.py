@@ -35,6 +35,11 @@ def register(p: argparse.ArgumentParser) -> None:
         "--key", metavar="KEY", help="dataset-purpose key: sign a feedback-batch attestation"
     )
     ing.add_argument(
+        "--dvc",
+        action="store_true",
+        help="after ingestion `dvc add` INTO and re-sign its .dvc manifest with --key",
+    )
+    ing.add_argument(
         "--attestation-dir", metavar="DIR", help="where attestations go (default: INTO.batches/)"
     )
     _common.add_passphrase(ing)
@@ -113,6 +118,8 @@ def _ingest(args: argparse.Namespace) -> int:
         pw = _common.passphrase(args.passphrase_env, prompt=args.passphrase_prompt)
         signer = keys.Signer(keys.load_private_key(args.key, pw))
         attest.dataset_signer(trust, signer)
+    if args.dvc and signer is None:
+        raise UsageError("--dvc needs --key", hint="pass the dataset-purpose private key")
     data = _read_inputs(args.inputs)
     into = Path(args.into)
     store = FeedbackStore(database_uri(policy, args.db))
@@ -121,6 +128,11 @@ def _ingest(args: argparse.Namespace) -> int:
     result = ing.ingest(data)
     out = result.summary()
     out.update(ok=not result.quarantined, into=str(into), quarantine=str(qfile.path))
+    if args.dvc and signer is not None and result.accepted:
+        from mlflow_guard.feedback.dvc import add_and_resign
+
+        dvc_file, sidecar = add_and_resign(into, signer)
+        out.update(dvc_file=str(dvc_file), dvc_signature=str(sidecar))
     if signer is not None and result.accepted:
         adir = (
             Path(args.attestation_dir)
@@ -141,6 +153,8 @@ def _ingest(args: argparse.Namespace) -> int:
             print(f"  line {r['line']}: {r['reason']}: {r['message']} (quarantine {r['qid'][:12]})")
         if "attestation" in out:
             print(f"  attestation: {out['attestation']}")
+        if "dvc_signature" in out:
+            print(f"  re-signed:   {out['dvc_signature']}")
         if result.quarantined:
             print(
                 f"Next step: review with `mlflow-guard feedback quarantine list --quarantine "

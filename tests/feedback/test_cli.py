@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,39 @@ def test_feedback_check_hook_names_the_edited_line(
     assert dvc_guard(["feedback-check", "other.jsonl", "--any-file", "--repo", str(env.root),
                       "--policy", str(env.policy_path)]) == 1  # fmt: skip
     assert "other.jsonl:1: malformed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ingest_into_a_dvc_output_resigns_its_manifest(
+    make_env: Callable[..., Env], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from dvc_hooks.cli import main as dvc_guard
+
+    env = make_env()
+    pol = env.policy_path.read_text().replace(
+        "version: 1\n", "version: 1\ndatasets: {signers: [data]}\n"
+    )
+    env.policy_path.write_text(pol)
+    subprocess.run(["git", "init", "-q", str(env.root)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=env.root, check=True)
+    key = env.root / "data.key"
+    key.write_bytes(keys.private_pem(env.kp.admin_ds))
+    now = time.time()
+    for i in range(2):
+        path = env.root / f"in{i}.jsonl"
+        path.write_bytes(env.line(env.checkout, str(i), ts=now) + b"\n")
+        rc, out = _cli(
+            capsys, "feedback", "ingest", str(path), "--into", str(env.into), "--dvc",
+            "--policy", str(env.policy_path), "--db", env.db, "--key", str(key), "--json",
+        )  # fmt: skip
+        assert rc == 0, out
+        assert out["dvc_signature"] == str(env.root / "data" / "feedback.jsonl.dvc.sig")
+    args = ["verify", "data/feedback.jsonl.dvc", "--repo", str(env.root),
+            "--policy", str(env.policy_path)]  # fmt: skip
+    assert dvc_guard(args) == 0
+    capsys.readouterr()
+    with env.into.open("ab") as f:
+        f.write(env.line(env.checkout, "sneaked-in", ts=now) + b"\n")
+    assert dvc_guard(args) == 1
