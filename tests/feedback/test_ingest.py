@@ -259,3 +259,33 @@ def test_release_of_a_quota_entry_adds_it_once(make_env: Callable[..., Env]) -> 
     assert _dataset(env) == line + b"\n"
     assert env.qfile.entries()[0].status == RELEASED
     assert env.qfile.entries()[0].released_by == "root-admin"
+
+
+@pytest.mark.parametrize(
+    ("extra_yaml", "fragment"),
+    [
+        ("revoked: [checkout]\n", "is revoked"),
+        ("", "not for 'feedback'"),
+    ],
+)
+def test_revoked_or_wrong_purpose_source_key(
+    make_env: Callable[..., Env], extra_yaml: str, fragment: str
+) -> None:
+    env = make_env()
+    text = env.policy_path.read_text()
+    if not extra_yaml:
+        text = text.replace("checkout.pub, purposes: [feedback]", "checkout.pub, purposes: [model]")
+    env.policy_path.write_text(text.replace("version: 1\n", "version: 1\n" + extra_yaml))
+    from mlflow_guard.core.policy import load_policy
+
+    env.policy = load_policy(env.policy_path)
+    res = env.ingestor().ingest(env.line(env.checkout) + b"\n" + env.line(env.mobile))
+    assert [a.record.source for a in res.accepted] == ["mobile"]
+    assert [e.reason for e in res.quarantined] == ["untrusted-key"]
+    assert fragment in res.quarantined[0].message
+
+
+def test_integer_beyond_json_safe_range_is_malformed(env: Env) -> None:
+    rec = json.loads(env.line(env.checkout))
+    rec["payload"]["n"] = 2**60
+    _only_rejection(env, json.dumps(rec).encode(), "malformed", "RFC 8785")
