@@ -55,6 +55,18 @@ def _normalize(name: str) -> str:
     return _NORMALIZE.sub("-", name).lower()
 
 
+def _version_from_metadata(folder: str) -> str:
+    for meta in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(folder, meta), encoding="utf-8", errors="replace") as f:
+                for _, line in zip(range(20), f, strict=False):
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip()
+        except OSError:
+            continue
+    return ""
+
+
 def _scan(paths: list[str]) -> list[str]:
     seen: dict[str, str] = {}
     for entry in paths:
@@ -71,6 +83,8 @@ def _scan(paths: list[str]) -> list[str]:
                 name, version = parts[0], parts[1] if len(parts) > 1 else ""
             else:
                 continue
+            if not version:
+                version = _version_from_metadata(os.path.join(entry, n))
             key = _normalize(name)
             if key and key not in seen:
                 seen[key] = version

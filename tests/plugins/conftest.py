@@ -125,3 +125,48 @@ def fresh_python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProces
         check=False,
         timeout=300,
     )
+
+
+MARKER_ENV = "GUARD_TEST_MARKER"
+
+
+class Evil:
+    """Unpickling this creates the file named by its argument (proof of code execution)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.marker, "w"))
+
+
+def evil_pickle(marker: Path) -> bytes:
+    """A pickle whose loading creates ``marker``."""
+    import pickle
+
+    return pickle.dumps(Evil(str(marker)))
+
+
+def log_sklearn(registered_model_name: str | None = None) -> tuple[str, str, Path]:
+    """Log a small LogisticRegression in a run; return (run_id, model_uri, artifact dir)."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    with mlflow.start_run() as run:
+        model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=registered_model_name,
+            pip_requirements=["scikit-learn"],
+        )
+    return run.info.run_id, info.model_uri, artifact_dir(info.model_id)
+
+
+def artifact_dir(model_id: str) -> Path:
+    """Local artifact folder of a logged model (file-based artifact store)."""
+    import mlflow
+
+    loc = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
+    return Path(loc.removeprefix("file://"))
