@@ -17,8 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,8 +30,6 @@ from mlflow_guard.core import dsse, errors, oms
 from mlflow_guard.core.policy import load_policy
 from mlflow_guard.core.trust import TrustStore
 from tests.conftest import KeyPair, KeyRing, ModelFactory, PolicyWriter, snapshot
-
-MODEL_SIGNING_CLI = str(Path(sys.executable).with_name("model_signing"))
 
 
 @dataclass
@@ -474,46 +470,29 @@ def test_model_signing_api_rejects(case: Case, env: Env) -> None:
     assert _frozen(env) == before
 
 
+def ms_cli(env: Env, public_key: Path) -> tuple[int, str]:
+    """The reference CLI (its click entry point, in process: same code, no interpreter start-up;
+    tests/interop runs it as a real subprocess)."""
+    from click.testing import CliRunner
+    from model_signing._cli import main
+
+    args = ["verify", "key", str(env.model), "--signature", str(env.sig)]
+    result = CliRunner().invoke(main, [*args, "--public_key", str(public_key)])
+    return result.exit_code, result.output
+
+
 @pytest.mark.parametrize("case", MS_CASES, ids=[c.id for c in MS_CASES])
 def test_model_signing_cli_rejects(case: Case, env: Env) -> None:
     case.mutate(env)
     before = _frozen(env)
-    proc = subprocess.run(
-        [
-            MODEL_SIGNING_CLI,
-            "verify",
-            "key",
-            str(env.model),
-            "--signature",
-            str(env.sig),
-            "--public_key",
-            str(_ms_public_key(env)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Verification succeeded" not in proc.stdout
+    code, output = ms_cli(env, _ms_public_key(env))
+    assert code != 0, output
+    assert "Verification succeeded" not in output
     assert _frozen(env) == before
 
 
 def test_model_signing_cli_accepts_baseline(env: Env) -> None:
     """Control for the table above: the untouched model verifies with the reference CLI."""
-    proc = subprocess.run(
-        [
-            MODEL_SIGNING_CLI,
-            "verify",
-            "key",
-            str(env.model),
-            "--signature",
-            str(env.sig),
-            "--public_key",
-            str(env.model_key.public),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Verification succeeded" in proc.stdout
+    code, output = ms_cli(env, env.model_key.public)
+    assert code == 0, output
+    assert "Verification succeeded" in output
