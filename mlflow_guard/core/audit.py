@@ -90,9 +90,10 @@ class AuditEvent(BaseModel):
         return out
 
 
-def entry_hash(prev_hash: str, event: AuditEvent) -> str:
-    """``hex(sha256(bytes.fromhex(prev_hash) || canonical(event)))``."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + event.canonical()).hexdigest()
+def entry_hash(prev_hash: str, event: AuditEvent, canonical: bytes | None = None) -> str:
+    """``hex(sha256(bytes.fromhex(prev_hash) || canonical(event)))`` (``canonical`` if given)."""
+    body = event.canonical() if canonical is None else canonical
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
 
 
 class AuditEntry(AuditEvent):
@@ -114,14 +115,12 @@ class AuditEntry(AuditEvent):
         return d
 
     @classmethod
-    def link(cls, seq: int, prev_hash: str, event: AuditEvent) -> AuditEntry:
+    def link(
+        cls, seq: int, prev_hash: str, event: AuditEvent, canonical: bytes | None = None
+    ) -> AuditEntry:
         """Build the entry that appends ``event`` after a head with hash ``prev_hash``."""
-        return cls(
-            **event.model_dump(),
-            seq=seq,
-            prev_hash=prev_hash,
-            entry_hash=entry_hash(prev_hash, event),
-        )
+        h = entry_hash(prev_hash, event, canonical)
+        return cls(**event.model_dump(), seq=seq, prev_hash=prev_hash, entry_hash=h)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
-"""Find the guard database for command-line tools: ``--database-uri`` or the policy's storage."""
+"""Configuration from the policy: the guard database for tools, the audit checkpoint key."""
 
 from __future__ import annotations
 
+import os
+
+from mlflow_guard.core import keys
+from mlflow_guard.core.errors import KeyMaterialError
 from mlflow_guard.core.policy import Policy, load_policy
 from mlflow_guard.store.guard_store import GuardStore
 
@@ -21,3 +25,25 @@ def open_store(
     policy = load_policy(policy_path) if policy_path or not database_uri else None
     uri = database_uri or (policy.storage.database_uri if policy else "")
     return GuardStore(uri), policy
+
+
+def audit_signer(policy: Policy) -> keys.Signer | None:
+    """The signer of ``storage.audit_key`` (relative to the policy's folder), if configured.
+
+    Raises:
+        KeyMaterialError: the key cannot be read, or its passphrase variable is not set.
+    """
+    s = policy.storage
+    if s.audit_key is None:
+        return None
+    path = s.audit_key if s.audit_key.is_absolute() else policy.base_dir / s.audit_key
+    pw = None
+    if s.audit_key_passphrase_env:
+        value = os.environ.get(s.audit_key_passphrase_env)
+        if value is None:
+            raise KeyMaterialError(
+                f"passphrase variable ${s.audit_key_passphrase_env} is not set",
+                hint="export it before starting the server, or use an unencrypted audit key",
+            )
+        pw = value.encode("utf-8")
+    return keys.Signer(keys.load_private_key(path, pw))

@@ -2,8 +2,9 @@
 
 SQLite: the driver's own transaction handling is switched off and the store emits ``BEGIN
 IMMEDIATE`` for writes (so two writers serialize on the database lock before reading the chain
-head) and ``BEGIN`` for reads. PostgreSQL: writes lock the chain-head row with ``SELECT … FOR
-UPDATE``; migrations take a transaction-level advisory lock.
+head). PostgreSQL: writes lock the chain-head row with ``SELECT … FOR UPDATE``. Single-statement
+reads run without an explicit transaction (PostgreSQL: autocommit), which saves two round trips
+on the per-request reads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from mlflow_guard.store.errors import StoreError
 
 WRITE = "guard_write"
+READ = "guard_read"
+READ_OPTIONS: dict[str, dict[str, object]] = {
+    "sqlite": {READ: True},
+    "postgresql": {"isolation_level": "AUTOCOMMIT"},
+}
+"""Execution options for single-statement reads: no BEGIN/COMMIT round trips."""
 SUPPORTED = ("sqlite", "postgresql")
 SQLITE_BUSY_TIMEOUT_S = 15.0
 PG_CONNECT_TIMEOUT_S = 5
@@ -87,5 +94,7 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        mode = "IMMEDIATE" if conn.get_execution_options().get(WRITE) else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        opts = conn.get_execution_options()
+        if opts.get(READ):
+            return  # one SELECT in autocommit mode is atomic on its own
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if opts.get(WRITE) else "BEGIN DEFERRED")

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Row, Select, func, insert, select, update
@@ -21,19 +18,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_guard.core import audit as chain
 from mlflow_guard.core import keys
-from mlflow_guard.core.errors import KeyMaterialError, UsageError
+from mlflow_guard.core.errors import UsageError
 from mlflow_guard.store import engine as _engine
+from mlflow_guard.store import migrate as _migrate
+from mlflow_guard.store import rows as _rows
 from mlflow_guard.store import tables as t
 from mlflow_guard.store import tokens as _tokens
+from mlflow_guard.store.checkpoints import CheckpointSchedule
 from mlflow_guard.store.errors import StoreError
+from mlflow_guard.store.group_commit import GroupCommit
 from mlflow_guard.store.tokens import TokenInfo
 
 if TYPE_CHECKING:
     from mlflow_guard.core.policy import Policy
 
 _T = TypeVar("_T")
-MIGRATION_LOCK_KEY = 0x6D6C67756172  # "mlguar": pg_advisory_xact_lock key for migrations
 AUDIT_BATCH = 1000
+APPEND_BATCH = 64
 
 
 class GuardStore:
@@ -61,10 +62,8 @@ class GuardStore:
         self._url = _engine.parse_uri(database_uri)
         self._engine = _engine.make_engine(self._url)
         self._signer = checkpoint_signer
-        self._every = max(0, checkpoint_every)
-        self._interval = checkpoint_interval
-        self._last_checkpoint: datetime | None = None
-        self._cp_lock = threading.Lock()
+        self._schedule = CheckpointSchedule(checkpoint_every, checkpoint_interval)
+        self._appender = GroupCommit(self._append_batch, max_batch=APPEND_BATCH)
 
     @classmethod
     def from_policy(cls, policy: Policy) -> GuardStore:
@@ -74,20 +73,10 @@ class GuardStore:
             StoreError: invalid database URI.
             KeyMaterialError: the audit key cannot be read.
         """
+        from mlflow_guard.store.config import audit_signer
+
         s = policy.storage
-        signer = None
-        if s.audit_key is not None:
-            path = s.audit_key if s.audit_key.is_absolute() else policy.base_dir / s.audit_key
-            pw = None
-            if s.audit_key_passphrase_env:
-                value = os.environ.get(s.audit_key_passphrase_env)
-                if value is None:
-                    raise KeyMaterialError(
-                        f"passphrase variable ${s.audit_key_passphrase_env} is not set",
-                        hint="export it before starting the server, or use an unencrypted key",
-                    )
-                pw = value.encode("utf-8")
-            signer = keys.Signer(keys.load_private_key(path, pw))
+        signer = audit_signer(policy)
         return cls(
             s.database_uri,
             checkpoint_signer=signer,
@@ -123,10 +112,13 @@ class GuardStore:
         )
 
     def _run(self, what: str, fn: Callable[[Connection], _T], *, write: bool) -> _T:
+        """Run ``fn`` in one transaction (writes) or as autocommit single-statement reads."""
         try:
             with self._engine.connect() as conn:
                 if write:
                     conn.execution_options(**{_engine.WRITE: True})
+                else:
+                    conn.execution_options(**_engine.READ_OPTIONS[self.dialect])
                 with conn.begin():
                     return fn(conn)
         except StoreError:
@@ -139,36 +131,16 @@ class GuardStore:
     def migrate(self) -> None:
         """Bring the schema to the newest version (idempotent; safe with replicas racing).
 
-        PostgreSQL: a transaction-level advisory lock serializes concurrent callers; SQLite:
-        ``BEGIN IMMEDIATE``. The migration runs in that same transaction.
-
         Raises:
             StoreError: the database cannot be reached or written.
         """
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-
-        def _upgrade(conn: Connection) -> None:
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-
         if self.dialect == "sqlite":
-            self._sqlite_wal()
-        self._run("migrate the schema", _upgrade, write=True)
-
-    def _sqlite_wal(self) -> None:
-        try:
-            with self._engine.connect() as conn:
-                raw = conn.connection.dbapi_connection
-                assert raw is not None
-                raw.execute("PRAGMA journal_mode=WAL")
-        except (SQLAlchemyError, OSError) as e:
-            raise self._fail("open the database", e) from e
+            try:
+                _migrate.enable_wal(self._engine)
+            except (SQLAlchemyError, OSError) as e:
+                raise self._fail("open the database", e) from e
+        dialect = self.dialect
+        self._run("migrate the schema", lambda c: _migrate.upgrade(c, dialect), write=True)
 
     # -- revision counter -------------------------------------------------------------------
 
@@ -246,7 +218,7 @@ class GuardStore:
             return None
         if not hmac.compare_digest(_tokens.digest(secret), str(found.secret_sha256)):
             return None
-        info = _token_info(found._mapping)
+        info = _rows.token_info(found._mapping)
         return info if info.active() else None
 
     def get_token(self, token_id: str) -> TokenInfo | None:
@@ -258,7 +230,7 @@ class GuardStore:
             ).one_or_none(),
             write=False,
         )
-        return _token_info(found._mapping) if found is not None else None
+        return _rows.token_info(found._mapping) if found is not None else None
 
     def list_tokens(self, user: str | None = None) -> list[TokenInfo]:
         """Every token (of ``user`` if given), oldest first."""
@@ -266,7 +238,7 @@ class GuardStore:
         if user is not None:
             q = q.where(t.tokens.c.user_name == user)
         rows = self._run("list tokens", lambda c: c.execute(q).all(), write=False)
-        return [_token_info(r._mapping) for r in rows]
+        return [_rows.token_info(r._mapping) for r in rows]
 
     def revoke_token(self, token_id: str) -> bool:
         """Revoke a token; ``True`` if it was active until now (and the revision was bumped)."""
@@ -287,17 +259,33 @@ class GuardStore:
     # -- audit chain ------------------------------------------------------------------------
 
     def append_audit(self, event: chain.AuditEvent) -> chain.AuditEntry:
-        """Append one event to the hash chain in one short transaction.
+        """Append one event to the hash chain in one short transaction; return the entry.
 
         The chain head row is locked (``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on
         SQLite), so concurrent writers in any process or replica never fork the chain or reuse a
-        sequence number.
+        sequence number. Threads of one process appending at the same moment share one
+        transaction (:mod:`~mlflow_guard.store.group_commit`); each returns only once its entry
+        is committed.
 
         Raises:
             StoreError: on any failure; the event is then not recorded.
         """
+        try:
+            canonical = event.canonical()
+        except Exception as e:  # fail closed: an event that cannot be hashed is not recorded
+            raise self._fail("append to the audit log", e) from e
+        try:
+            entry = self._appender.submit((event, canonical))
+        except StoreError:
+            raise
+        except Exception as e:  # fail closed: any failure means "not recorded"
+            raise self._fail("append to the audit log", e) from e
+        if self._signer is not None and self._schedule.due(entry.seq, self._last_checkpoint_time):
+            self.write_checkpoint(self._signer)
+        return entry
 
-        def _append(conn: Connection) -> chain.AuditEntry:
+    def _append_batch(self, items: list[tuple[chain.AuditEvent, bytes]]) -> list[chain.AuditEntry]:
+        def _append(conn: Connection) -> list[chain.AuditEntry]:
             head = conn.execute(
                 select(t.audit_head.c.seq, t.audit_head.c.entry_hash)
                 .where(t.audit_head.c.id == 1)
@@ -305,24 +293,20 @@ class GuardStore:
             ).one_or_none()
             if head is None:
                 raise StoreError("guard database has no audit head row", hint="run migrate()")
-            entry = chain.AuditEntry.link(int(head.seq) + 1, str(head.entry_hash), event)
-            conn.execute(insert(t.audit).values(**_audit_row(entry)))
+            seq, prev = int(head.seq), str(head.entry_hash)
+            out = []
+            for event, canonical in items:
+                seq += 1
+                entry = chain.AuditEntry.link(seq, prev, event, canonical)
+                out.append(entry)
+                prev = entry.entry_hash
+            conn.execute(insert(t.audit), [_rows.audit_row(e) for e in out])
             conn.execute(
-                update(t.audit_head)
-                .where(t.audit_head.c.id == 1)
-                .values(seq=entry.seq, entry_hash=entry.entry_hash)
+                update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=seq, entry_hash=prev)
             )
-            return entry
+            return out
 
-        try:
-            entry = self._run("append to the audit log", _append, write=True)
-        except StoreError:
-            raise
-        except Exception as e:  # fail closed: any failure means "not recorded"
-            raise self._fail("append to the audit log", e) from e
-        if self._signer is not None and self._checkpoint_due(entry.seq):
-            self.write_checkpoint(self._signer)
-        return entry
+        return self._run("append to the audit log", _append, write=True)
 
     def head(self) -> tuple[int, str]:
         """The chain head as recorded by the store: (seq, entry_hash)."""
@@ -346,7 +330,7 @@ class GuardStore:
             q = select(t.audit).where(t.audit.c.seq > after).order_by(t.audit.c.seq)
             rows = self._run("read the audit log", _all(q.limit(AUDIT_BATCH)), write=False)
             for r in rows:
-                yield _audit_entry(r._mapping)
+                yield _rows.audit_entry(r._mapping)
             if len(rows) < AUDIT_BATCH:
                 return
             after = int(rows[-1].seq)
@@ -372,7 +356,7 @@ class GuardStore:
             lambda c: c.execute(insert(t.checkpoints).values(**row)).inserted_primary_key,
             write=True,
         )
-        self._last_checkpoint = now
+        self._schedule.written(now)
         assert new_id is not None
         return chain.Checkpoint(int(new_id[0]), seq, head_hash, now, env)
 
@@ -382,40 +366,20 @@ class GuardStore:
         Raises:
             StoreError: the database cannot be read, or a row is malformed.
         """
-        rows = self._run(
+        found = self._run(
             "read audit checkpoints",
-            lambda c: c.execute(select(t.checkpoints).order_by(t.checkpoints.c.id)).all(),
+            _all(select(t.checkpoints).order_by(t.checkpoints.c.id)),
             write=False,
         )
-        out = []
-        for r in rows:
-            try:
-                env = json.loads(r.envelope)
-            except ValueError:
-                env = {}
-            created = _tokens.aware(r.created_at)
-            assert created is not None
-            out.append(chain.Checkpoint(int(r.id), int(r.seq), str(r.entry_hash), created, env))
-        return out
+        return [_rows.checkpoint(r) for r in found]
 
-    def _checkpoint_due(self, seq: int) -> bool:
-        if self._every and seq % self._every == 0:
-            return True
-        if self._interval is None:
-            return False
-        with self._cp_lock:
-            now = datetime.now(UTC)
-            if self._last_checkpoint is None:
-                last = self._run(
-                    "read audit checkpoints",
-                    lambda c: c.execute(select(func.max(t.checkpoints.c.created_at))).scalar(),
-                    write=False,
-                )
-                self._last_checkpoint = _tokens.aware(last) or datetime.fromtimestamp(0, UTC)
-            if now - self._last_checkpoint < self._interval:
-                return False
-            self._last_checkpoint = now
-            return True
+    def _last_checkpoint_time(self) -> datetime | None:
+        last = self._run(
+            "read audit checkpoints",
+            lambda c: c.execute(select(func.max(t.checkpoints.c.created_at))).scalar(),
+            write=False,
+        )
+        return _tokens.aware(last)
 
 
 def _all(q: Select[Any]) -> Callable[[Connection], Sequence[Row[Any]]]:
@@ -433,60 +397,3 @@ def _bump(conn: Connection) -> int:
     if value is None:
         raise StoreError("guard database has no revision row", hint="run migrate()")
     return int(value)
-
-
-def _token_info(m: Any) -> TokenInfo:
-    created = _tokens.aware(m["created_at"])
-    assert created is not None
-    return TokenInfo(
-        token_id=m["token_id"],
-        user=m["user_name"],
-        created_at=created,
-        expires_at=_tokens.aware(m["expires_at"]),
-        revoked_at=_tokens.aware(m["revoked_at"]),
-        description=m["description"],
-    )
-
-
-def _audit_row(e: chain.AuditEntry) -> dict[str, Any]:
-    return {
-        "seq": e.seq,
-        "time": chain.format_time(e.time),
-        "user_name": e.user,
-        "action": e.action,
-        "resource": e.resource,
-        "outcome": e.outcome,
-        "reasons": json.dumps(list(e.reasons), ensure_ascii=False),
-        "request_id": e.request_id,
-        "prev_hash": e.prev_hash,
-        "entry_hash": e.entry_hash,
-    }
-
-
-def _audit_entry(m: Any) -> chain.AuditEntry:
-    """Rebuild an entry from a row without judging it (tampered rows must still be readable).
-
-    A row whose time or reasons no longer parse gets an entry hash that cannot verify, so that
-    chain verification reports it as modified.
-    """
-    entry_hash = str(m["entry_hash"])
-    try:
-        time = chain.parse_time(str(m["time"]))
-        reasons = json.loads(m["reasons"])
-        if not isinstance(reasons, list) or not all(isinstance(x, str) for x in reasons):
-            raise ValueError("reasons is not a JSON list of strings")
-    except (ValueError, TypeError) as e:
-        time, reasons = datetime.fromtimestamp(0, UTC), [f"(unreadable row: {e})"]
-        entry_hash = "unreadable:" + entry_hash
-    return chain.AuditEntry.model_construct(
-        seq=int(m["seq"]),
-        time=time,
-        user=str(m["user_name"]),
-        action=str(m["action"]),
-        resource=str(m["resource"]),
-        outcome=str(m["outcome"]),  # type: ignore[arg-type]  # kept raw: tampering must show
-        reasons=reasons,
-        request_id=str(m["request_id"]),
-        prev_hash=str(m["prev_hash"]),
-        entry_hash=entry_hash,
-    )
