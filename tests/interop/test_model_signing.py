@@ -8,6 +8,8 @@ so a change in them is noticed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from mlflow_guard.cli import run
 from mlflow_guard.core import errors, keys, oms
 from mlflow_guard.core.trust import TrustStore
 from tests.conftest import KeyPair, KeyRing, ModelFactory, PolicyWriter, snapshot
@@ -55,7 +58,13 @@ def ms_sign_api(model: Path, sig: Path, key: Path, **hashing_kw: Any) -> None:
     )
 
 
-def guard_verify(*args: str) -> tuple[int, dict[str, Any]]:
+def guard_verify(*args: str, in_process: bool = False) -> tuple[int, dict[str, Any]]:
+    """``mlflow-guard verify ... --json``: the console script, or ``run`` in this process."""
+    if in_process:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = run(["verify", *args, "--json"])
+        return code, json.loads(buf.getvalue())
     proc = subprocess.run(
         [MLFLOW_GUARD, "verify", *args, "--json"], capture_output=True, text=True, timeout=120
     )
@@ -226,7 +235,7 @@ def test_theirs_api_verifies_with_guard(
     res = oms.verify_model(model, trust)
     assert res.key.key_id == model_key.key_id
     assert res.serialization.method == ("shards" if layout.get("shards") else "files")
-    code, out = guard_verify(str(model), "--public-key", str(model_key.public))
+    code, out = guard_verify(str(model), "--public-key", str(model_key.public), in_process=True)
     assert code == 0, out
     assert out["root_digest"] == res.root_digest
     data = bytearray((model / "model.pkl").read_bytes())
@@ -248,7 +257,7 @@ def test_theirs_signed_with_other_key_is_untrusted(
     other = keyring.get("theirs-other")
     ms_sign_api(model, model / oms.SIGNATURE_FILE, other.private)
     policy = write_policy({"ci": (keyring["model"], ["model"])})
-    code, res = guard_verify(str(model), "--policy", str(policy))
+    code, res = guard_verify(str(model), "--policy", str(policy), in_process=True)
     assert code == 1
     assert res["error"] == "KeyNotTrusted"
     assert "is not in the trust store" in res["summary"]
