@@ -20,11 +20,20 @@ from mlflow_guard.core.errors import EXIT_INTERNAL, EXIT_USAGE, GuardError
 PROG = "mlflow-guard"
 
 
+class _UsageExit(SystemExit):
+    """A command-line usage error (already printed on stderr); exit code 2."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(EXIT_USAGE)
+        self.message = message
+        self.prog = prog
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\nNext step: run `{self.prog} --help`\n")
-        raise SystemExit(EXIT_USAGE)
+        raise _UsageExit(message, self.prog)
 
 
 def build_parser(prog: str = PROG, package: str = __name__) -> argparse.ArgumentParser:
@@ -48,6 +57,22 @@ def run(argv: Sequence[str] | None, *, prog: str = PROG, package: str = __name__
     parser = build_parser(prog, package)
     try:
         args = parser.parse_args(argv)
+    except _UsageExit as e:
+        if "--json" in (sys.argv[1:] if argv is None else argv):
+            print(
+                json.dumps(
+                    {
+                        "ok": False,
+                        "error": "UsageError",
+                        "summary": e.message,
+                        "details": [],
+                        "hint": f"run `{e.prog} --help`",
+                        "exit_code": EXIT_USAGE,
+                    },
+                    indent=2,
+                )
+            )
+        return EXIT_USAGE
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     if not getattr(args, "func", None):
@@ -73,8 +98,11 @@ def run(argv: Sequence[str] | None, *, prog: str = PROG, package: str = __name__
                         "ok": False,
                         "error": type(e).__name__,
                         "summary": str(e),
+                        "details": [],
+                        "hint": "this is a bug; please report it with the command you ran",
                         "exit_code": EXIT_INTERNAL,
-                    }
+                    },
+                    indent=2,
                 )
             )
         print(

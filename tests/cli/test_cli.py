@@ -347,12 +347,14 @@ def test_internal_error_exits_3(
         capsys, "verify", str(model), "--public-key", str(model_key.public), "--json"
     )
     assert code == 3
-    assert json.loads(out) == {
-        "ok": False,
-        "error": "RuntimeError",
-        "summary": "disk on fire",
-        "exit_code": 3,
-    }
+    doc = json.loads(out)
+    assert (doc["ok"], doc["error"], doc["summary"], doc["exit_code"]) == (
+        False,
+        "RuntimeError",
+        "disk on fire",
+        3,
+    )
+    assert "this is a bug" in doc["hint"]
     assert "internal error: RuntimeError: disk on fire" in err
     assert "this is a bug" in err
 
@@ -380,3 +382,18 @@ def test_real_entry_point(make_model: ModelFactory, model_key: KeyPair) -> None:
         assert cmd in help_.stdout
     usage = subprocess.run([MLFLOW_GUARD, "sign"], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_usage_error_with_json_is_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = cli(capsys, "sign", str(tmp_path), "--json")
+    assert code == 2
+    doc = json.loads(out)
+    assert (doc["ok"], doc["error"], doc["exit_code"]) == (False, "UsageError", 2)
+    assert "--key" in doc["summary"]
+    assert "required" in err
+    code, out, _ = cli(capsys, "verify", "--bogus", "--json")
+    assert code == 2
+    assert json.loads(out)["error"] == "UsageError"
+    code, out, _ = cli(capsys, "--help")
+    assert code == 0
+    assert "usage:" in out
