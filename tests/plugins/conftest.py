@@ -147,7 +147,9 @@ def evil_pickle(marker: Path) -> bytes:
     return pickle.dumps(Evil(str(marker)))
 
 
-def log_sklearn(registered_model_name: str | None = None) -> tuple[str, str, Path]:
+def log_sklearn(
+    registered_model_name: str | None = None, serialization_format: str = "cloudpickle"
+) -> tuple[str, str, Path]:
     """Log a small LogisticRegression in a run; return (run_id, model_uri, artifact dir)."""
     import mlflow
     import mlflow.sklearn
@@ -160,6 +162,7 @@ def log_sklearn(registered_model_name: str | None = None) -> tuple[str, str, Pat
             name="model",
             registered_model_name=registered_model_name,
             pip_requirements=["scikit-learn"],
+            serialization_format=serialization_format,
         )
     return run.info.run_id, info.model_uri, artifact_dir(info.model_id)
 
