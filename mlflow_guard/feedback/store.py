@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -224,7 +225,11 @@ class FeedbackStore:
         if url.get_backend_name() == "sqlite":
             _sqlite_immediate(self.engine)
         try:
-            metadata.create_all(self.engine)
+            try:
+                metadata.create_all(self.engine)
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                time.sleep(0.2)  # another replica created the tables at the same moment
+                metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as e:
             raise PolicyError(
                 f"cannot open the guard database {url.render_as_string(hide_password=True)}",
