@@ -9,7 +9,8 @@ One table of tampering cases (:data:`CASES`), each run against:
   applies to it (it has no policy, so trust-policy cases do not).
 
 Every case asserts the error class, the message, the exit code (and ``--json`` fields), and that
-nothing under the model directory or the policy folder changed.
+nothing under the model directory or the policy folder changed. :data:`SIGN_CASES` does the same
+for ``sign`` (library and CLI): a refused signing writes no file.
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ from mlflow_guard.cli import run as cli_run
 from mlflow_guard.core import dsse, errors, oms
 from mlflow_guard.core.policy import load_policy
 from mlflow_guard.core.trust import TrustStore
-from tests.conftest import KeyPair, KeyRing, ModelFactory, PolicyWriter, snapshot
+from tests.conftest import (
+    PASSPHRASE,
+    PASSPHRASE_ENV,
+    KeyPair,
+    KeyRing,
+    ModelFactory,
+    PolicyWriter,
+    snapshot,
+)
 
 
 @dataclass
@@ -496,3 +505,129 @@ def test_model_signing_cli_accepts_baseline(env: Env) -> None:
     code, output = ms_cli(env, env.model_key.public)
     assert code == 0, output
     assert "Verification succeeded" in output
+
+
+# --------------------------------------------------------------------------- signing side
+
+
+@dataclass(frozen=True)
+class SignCase:
+    """Bad input to ``sign``: the error, its message and exit code; nothing may be written."""
+
+    id: str
+    key: str  # "locked", "public", "missing" or "model"
+    passphrase: str | None
+    prepare: Callable[[Path], None]
+    error: type[errors.GuardError]
+    message: str
+    exit_code: int
+    ignore: tuple[str, ...] = ()
+
+
+SIGN_CASES = [
+    SignCase(
+        "wrong-passphrase",
+        "locked",
+        "wrong",
+        lambda m: None,
+        errors.KeyMaterialError,
+        "wrong passphrase",
+        2,
+    ),
+    SignCase(
+        "missing-passphrase",
+        "locked",
+        None,
+        lambda m: None,
+        errors.KeyMaterialError,
+        "is encrypted and no passphrase was given",
+        2,
+    ),
+    SignCase(
+        "public-key-as-private",
+        "public",
+        None,
+        lambda m: None,
+        errors.KeyMaterialError,
+        "is not a PEM private key",
+        2,
+    ),
+    SignCase(
+        "missing-key-file",
+        "missing",
+        None,
+        lambda m: None,
+        errors.KeyMaterialError,
+        "cannot read private key",
+        2,
+    ),
+    SignCase(
+        "symlink-in-model",
+        "model",
+        None,
+        lambda m: (m / "sub" / "escape").symlink_to("/etc/hostname"),
+        errors.UnsafePath,
+        "refusing symlink sub/escape",
+        1,
+    ),
+    SignCase(
+        "ignore-path-escapes",
+        "model",
+        None,
+        lambda m: None,
+        errors.UsageError,
+        "must be relative to the model directory",
+        2,
+        ignore=("../elsewhere",),
+    ),
+]
+
+
+def _sign_key(case: SignCase, keyring: KeyRing, tmp_path: Path) -> Path:
+    if case.key == "locked":
+        return keyring.get("locked-table", passphrase=PASSPHRASE).private
+    if case.key == "public":
+        return keyring["model"].public
+    if case.key == "missing":
+        return tmp_path / "no-such.key"
+    return keyring["model"].private
+
+
+def sign_library(key: Path, passphrase: str | None, model: Path, ignore: tuple[str, ...]) -> None:
+    from mlflow_guard.core import keys
+
+    signer = keys.Signer(keys.load_private_key(key, passphrase.encode() if passphrase else None))
+    oms.sign_model(model, signer, ignore_paths=ignore)
+
+
+@pytest.mark.parametrize("case", SIGN_CASES, ids=[c.id for c in SIGN_CASES])
+def test_sign_rejects_and_writes_nothing(
+    case: SignCase,
+    keyring: KeyRing,
+    make_model: ModelFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = make_model()
+    case.prepare(model)
+    key = _sign_key(case, keyring, tmp_path)
+    before = snapshot(model)
+    with pytest.raises(case.error) as info:
+        sign_library(key, case.passphrase, model, case.ignore)
+    assert case.message in info.value.diagnostics()
+    assert info.value.exit_code == case.exit_code
+    assert snapshot(model) == before
+    argv = ["sign", str(model), "--key", str(key), "--json"]
+    for ig in case.ignore:
+        argv += ["--ignore", ig]
+    if case.passphrase is not None:
+        monkeypatch.setenv(PASSPHRASE_ENV, case.passphrase)
+        argv += ["--passphrase-env", PASSPHRASE_ENV]
+    capsys.readouterr()
+    code = cli_run(argv)
+    out = json.loads(capsys.readouterr().out)
+    assert code == case.exit_code
+    assert (out["ok"], out["error"], out["exit_code"]) == (False, case.error.__name__, code)
+    assert case.message in out["summary"] + "\n".join(out["details"])
+    assert snapshot(model) == before, "a failed sign wrote or changed files"
