@@ -285,6 +285,8 @@ class GuardStore:
         return entry
 
     def _append_batch(self, items: list[tuple[chain.AuditEvent, bytes]]) -> list[chain.AuditEntry]:
+        pg = self.dialect == "postgresql"
+
         def _append(conn: Connection) -> list[chain.AuditEntry]:
             head = conn.execute(
                 select(t.audit_head.c.seq, t.audit_head.c.entry_hash)
@@ -300,10 +302,16 @@ class GuardStore:
                 entry = chain.AuditEntry.link(seq, prev, event, canonical)
                 out.append(entry)
                 prev = entry.entry_hash
-            conn.execute(insert(t.audit), [_rows.audit_row(e) for e in out])
-            conn.execute(
+            move = (
                 update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=seq, entry_hash=prev)
             )
+            new_rows = [_rows.audit_row(e) for e in out]
+            if pg:  # one round trip: INSERT in a CTE of the UPDATE
+                ins = insert(t.audit).values(new_rows).returning(t.audit.c.seq).cte("ins")
+                conn.execute(move.add_cte(ins))
+            else:
+                conn.execute(insert(t.audit), new_rows)
+                conn.execute(move)
             return out
 
         return self._run("append to the audit log", _append, write=True)
