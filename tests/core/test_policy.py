@@ -17,6 +17,7 @@ from mlflow_guard.core.policy import (
     Purpose,
     find_policy,
     load_policy,
+    parse_duration,
     parse_policy,
     policy_schema,
 )
@@ -227,3 +228,28 @@ def test_schema_is_json_schema() -> None:
 def test_policy_model_rejects_unknown_everywhere() -> None:
     assert Policy.model_config.get("extra") == "forbid"
     assert Policy.model_config.get("frozen") is True
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("999999999999d", "between 0 and 100 years"),
+        (float("inf"), "between 0 and 100 years"),
+        (float("nan"), "between 0 and 100 years"),
+        (10**30, "between 0 and 100 years"),
+        (-1, "between 0 and 100 years"),
+        (True, "expected a duration"),
+        ("5 minutes", "expected a duration"),
+    ],
+)
+def test_bad_durations_are_policy_errors(value: Any, message: str) -> None:
+    """Never an OverflowError (exit 3): every bad duration names its field."""
+    err = _err({"version": 1, "feedback": {"tolerance": value}})
+    assert any("feedback.tolerance: " in d and message in d for d in err.details), err.details
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("300s", 300), ("15m", 900), ("2w", 1209600), (1.5, 1.5)]
+)
+def test_durations(value: Any, seconds: float) -> None:
+    assert parse_duration(value).total_seconds() == seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from enum import StrEnum
@@ -11,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_SECONDS = 100 * 366 * 86400
 
 
 def parse_duration(value: object) -> timedelta:
@@ -19,15 +21,18 @@ def parse_duration(value: object) -> timedelta:
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '300s', '15m', '12h' or '7d'")
+    seconds: float | None = None
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    if isinstance(value, str):
+        seconds = value
+    elif isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"expected a duration such as '300s', '15m', '12h' or '7d', got {value!r}")
+            seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds is None:
+        raise ValueError(f"expected a duration such as '300s', '15m', '12h' or '7d', got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0 or seconds > _MAX_SECONDS:
+        raise ValueError(f"a duration must be between 0 and 100 years, got {value!r}")
+    return timedelta(seconds=seconds)
 
 
 def _format_duration(value: timedelta) -> str:
