@@ -253,3 +253,16 @@ def test_bad_durations_are_policy_errors(value: Any, message: str) -> None:
 )
 def test_durations(value: Any, seconds: float) -> None:
     assert parse_duration(value).total_seconds() == seconds
+
+
+def test_duplicate_yaml_keys_refused(tmp_path: Path) -> None:
+    """``revoked`` twice would let the second list silently replace the first."""
+    p = tmp_path / "guard.yaml"
+    p.write_text("version: 1\nrevoked: [ci]\nkeys: []\nrevoked: []\n")
+    with pytest.raises(errors.PolicyError) as info:
+        load_policy(p)
+    assert "at line 4, column 1" in info.value.summary
+    assert "found duplicate key 'revoked'" in info.value.diagnostics()
+    p.write_text("version: 1\nroles: {a: [x], b: [y]}\nkeys: [{id: k, id: j}]\n")
+    with pytest.raises(errors.PolicyError, match="not valid YAML"):
+        load_policy(p)

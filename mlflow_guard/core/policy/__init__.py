@@ -196,6 +196,32 @@ def parse_policy(data: Any, *, source: Path, base_dir: Path | None = None) -> Po
     return policy
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML loader that refuses a key repeated in one mapping (else the last one wins)."""
+
+
+def _mapping_without_duplicates(
+    loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r} (a repeated key would silently replace the first)",
+                key_node.start_mark,
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
 def load_policy(path: str | os.PathLike[str] | None = None, *, check_files: bool = True) -> Policy:
     """Load and validate a policy file.
 
@@ -215,7 +241,7 @@ def load_policy(path: str | os.PathLike[str] | None = None, *, check_files: bool
             hint="check the path given by --policy or $MLFLOW_GUARD_POLICY",
         ) from e
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
