@@ -163,10 +163,14 @@ def _ignore_for(
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file and rename; the signature is public, so mode 0644 (mkstemp: 0600)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model.sig.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

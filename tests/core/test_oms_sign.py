@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,11 @@ def test_sign_result_and_ed25519(keyring: KeyRing, make_model: ModelFactory) -> 
     assert out.root_digest == res.root_digest
     assert out.serialization.method == "shards"
     assert out.serialization.shard_size == 1000
+
+
+def test_signature_file_is_world_readable(make_model: ModelFactory, model_key: KeyPair) -> None:
+    """model.sig is public: a serving user other than the signer must be able to read it."""
+    model = make_model()
+    oms.sign_model(model, model_key.signer)
+    assert stat.S_IMODE((model / oms.SIGNATURE_FILE).stat().st_mode) == 0o644
+    assert not [p for p in model.iterdir() if p.name.endswith(".tmp")]
