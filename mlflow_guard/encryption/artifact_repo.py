@@ -1,0 +1,107 @@
+"""Artifact repository plugin ``guard+<scheme>://…``: encrypts on upload, decrypts on download.
+
+Registered for ``guard+file``, ``guard+s3``, ``guard+gs``, ``guard+wasbs``, ``guard+hdfs``,
+``guard+mlflow-artifacts``, ``guard+http`` and ``guard+https``: the part after ``guard+`` is the
+inner repository MLflow already knows, which only ever sees ciphertext. The key-encryption key
+comes from ``$MLFLOW_GUARD_KEK_KEYSET``. Plaintext found where ciphertext is expected is refused
+unless ``$MLFLOW_GUARD_ALLOW_PLAINTEXT_ARTIFACTS=true`` (legacy migration only).
+
+Used on a client, artifacts are encrypted before they leave the machine; used as the server's
+``--artifacts-destination``, the proxied store holds only ciphertext and the server decrypts for
+callers the guard authorized.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from mlflow_guard.core.errors import GuardError, PolicyError
+from mlflow_guard.encryption import envelope
+from mlflow_guard.encryption.kek import KeyEncryptionKey, LocalKeysetKEK
+
+_logger = logging.getLogger(__name__)
+PREFIX = "guard+"
+ENV_ALLOW_PLAINTEXT = "MLFLOW_GUARD_ALLOW_PLAINTEXT_ARTIFACTS"
+
+
+def inner_uri(artifact_uri: str) -> str:
+    """Strip the ``guard+`` prefix.
+
+    Raises:
+        PolicyError: the URI does not start with ``guard+``.
+    """
+    if not artifact_uri.startswith(PREFIX):
+        raise PolicyError(f"{artifact_uri!r} is not a guard+ artifact URI")
+    return artifact_uri[len(PREFIX) :]
+
+
+class GuardArtifactRepository(ArtifactRepository):
+    """Wraps another artifact repository with envelope encryption."""
+
+    def __init__(
+        self, artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None
+    ) -> None:
+        super().__init__(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
+        self._inner = get_artifact_repository(
+            inner_uri(artifact_uri), tracking_uri=tracking_uri, registry_uri=registry_uri
+        )
+        self._kek: KeyEncryptionKey | None = None
+
+    def _key(self) -> KeyEncryptionKey:
+        if self._kek is None:
+            self._kek = LocalKeysetKEK.from_env()
+        return self._kek
+
+    def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
+        """Encrypt one file, then hand the ciphertext to the inner repository."""
+        kek = self._key()
+        with tempfile.TemporaryDirectory(prefix="mlflow-guard-enc-") as tmp:
+            enc = Path(tmp) / Path(local_file).name
+            envelope.encrypt_file(local_file, enc, kek)
+            self._inner.log_artifact(str(enc), artifact_path)  # type: ignore[no-untyped-call]
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        """Encrypt a directory tree file by file, then upload the ciphertext tree."""
+        kek = self._key()
+        src = Path(local_dir)
+        with tempfile.TemporaryDirectory(prefix="mlflow-guard-enc-") as tmp:
+            root = Path(tmp)
+            for dirpath, _dirs, files in os.walk(src):
+                rel = Path(dirpath).relative_to(src)
+                (root / rel).mkdir(parents=True, exist_ok=True)
+                for name in files:
+                    p = Path(dirpath) / name
+                    if p.is_symlink():
+                        continue
+                    envelope.encrypt_file(p, root / rel / name, kek)
+            self._inner.log_artifacts(str(root), artifact_path)  # type: ignore[no-untyped-call]
+
+    def list_artifacts(self, path: str | None = None) -> list[Any]:
+        """Listing of the inner repository (sizes are ciphertext sizes)."""
+        return list(self._inner.list_artifacts(path))
+
+    def _download_file(self, remote_file_path: str, local_path: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="mlflow-guard-dec-") as tmp:
+            enc = Path(tmp) / "ciphertext"
+            self._inner._download_file(remote_file_path, str(enc))  # type: ignore[no-untyped-call]
+            if not envelope.is_encrypted(enc) and os.environ.get(ENV_ALLOW_PLAINTEXT) == "true":
+                shutil.copyfile(enc, local_path)
+                return
+            try:
+                envelope.decrypt_file(enc, local_path, self._key())
+            except GuardError as e:
+                # MLflow's runs:/ resolver swallows download errors; say why here too.
+                _logger.error("mlflow-guard refused %s: %s", remote_file_path, e.diagnostics())
+                raise
+
+    def delete_artifacts(self, artifact_path: str | None = None) -> None:
+        """Delete in the inner repository."""
+        self._inner.delete_artifacts(artifact_path)  # type: ignore[no-untyped-call]

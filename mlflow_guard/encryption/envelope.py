@@ -1,0 +1,241 @@
+"""The encrypted-artifact container: a small header naming the wrapping key, then Tink ciphertext.
+
+Layout: ``MAGIC`` (16 bytes) · header length (4 bytes, big endian) · header JSON
+(``alg``, ``kek_key_id``, ``wrapped_dek``: a Tink *encrypted keyset* in base64) · Tink streaming
+AEAD ciphertext (AES256-GCM-HKDF, 1 MiB segments; every segment authenticated, truncation and
+reordering detected). Decryption writes to a temporary file and renames only after the whole
+stream authenticated, so a caller never receives partial plaintext.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from mlflow_guard.core.errors import KeyMaterialError, VerificationError
+from mlflow_guard.encryption.kek import KeyEncryptionKey
+
+MAGIC = b"MLFLOWGUARDENC1\n"
+ALG = "AES256_GCM_HKDF_1MB"
+_STREAM_AD = MAGIC
+_DEK_AD = b"mlflow-guard/dek/v1"
+_MAX_HEADER = 64 * 1024
+CHUNK = 1024 * 1024
+
+
+class DecryptionError(VerificationError):
+    """Ciphertext failed authentication, or the container is malformed: no plaintext is given."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """The container header."""
+
+    alg: str
+    kek_key_id: int
+    wrapped_dek: bytes
+
+    def encode(self) -> bytes:
+        """MAGIC + length + JSON."""
+        body = json.dumps(
+            {
+                "alg": self.alg,
+                "kek_key_id": self.kek_key_id,
+                "wrapped_dek": base64.b64encode(self.wrapped_dek).decode("ascii"),
+            },
+            sort_keys=True,
+        ).encode("utf-8")
+        return MAGIC + struct.pack(">I", len(body)) + body
+
+
+class _NoClose(io.RawIOBase):
+    """Tink closes the stream it writes to; keep the caller's file open."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self._inner = inner
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        return self._inner.write(b)
+
+    def close(self) -> None:
+        self._inner.flush()
+        super().close()
+
+
+def read_header(src: BinaryIO, *, source: str = "artifact") -> Header:
+    """Read and check the header; leaves ``src`` at the start of the ciphertext.
+
+    Raises:
+        DecryptionError: not an mlflow-guard encrypted artifact, or a malformed header.
+    """
+    magic = src.read(len(MAGIC))
+    if magic != MAGIC:
+        raise DecryptionError(
+            f"{source} is not an mlflow-guard encrypted artifact (plaintext where ciphertext "
+            "is expected)",
+            hint="re-upload it through the encrypting artifact store, or allow legacy "
+            "plaintext explicitly",
+        )
+    raw_len = src.read(4)
+    if len(raw_len) != 4:
+        raise DecryptionError(f"{source}: truncated header")
+    (n,) = struct.unpack(">I", raw_len)
+    if n > _MAX_HEADER:
+        raise DecryptionError(f"{source}: header of {n} bytes exceeds {_MAX_HEADER}")
+    try:
+        doc = json.loads(src.read(n))
+        header = Header(
+            str(doc["alg"]),
+            int(doc["kek_key_id"]),
+            base64.b64decode(doc["wrapped_dek"], validate=True),
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise DecryptionError(f"{source}: malformed header", details=[str(e)]) from e
+    if header.alg != ALG:
+        raise DecryptionError(
+            f"{source}: unsupported algorithm {header.alg!r}", details=[f"expected {ALG}"]
+        )
+    return header
+
+
+def is_encrypted(path: str | os.PathLike[str]) -> bool:
+    """Whether a file starts with the container magic."""
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
+
+
+def _dek_primitive(header: Header, kek: KeyEncryptionKey, source: str) -> object:
+    import tink
+    from tink import proto_keyset_format, streaming_aead
+
+    if header.kek_key_id not in kek.key_ids:
+        raise KeyMaterialError(
+            f"{source} was encrypted under KEK key {header.kek_key_id}, which the configured "
+            f"KEK does not hold (it has {sorted(kek.key_ids)})",
+            hint="configure the KEK keyset this artifact was written with",
+        )
+    try:
+        handle = proto_keyset_format.parse_encrypted(header.wrapped_dek, kek.aead(), _DEK_AD)
+    except tink.TinkError as e:
+        raise DecryptionError(f"{source}: the data key does not unwrap with the KEK") from e
+    return handle.primitive(streaming_aead.StreamingAead)
+
+
+def encrypt_stream(src: BinaryIO, dst: BinaryIO, kek: KeyEncryptionKey) -> int:
+    """Encrypt ``src`` into ``dst`` under a fresh data key; returns plaintext bytes read."""
+    import tink
+    from tink import proto_keyset_format, streaming_aead
+
+    dek = tink.new_keyset_handle(streaming_aead.streaming_aead_key_templates.AES256_GCM_HKDF_1MB)
+    wrapped = proto_keyset_format.serialize_encrypted(dek, kek.aead(), _DEK_AD)
+    dst.write(Header(ALG, kek.primary_id, wrapped).encode())
+    total = 0
+    prim = dek.primitive(streaming_aead.StreamingAead)
+    with prim.new_encrypting_stream(_NoClose(dst), _STREAM_AD) as enc:
+        while chunk := src.read(CHUNK):
+            enc.write(chunk)
+            total += len(chunk)
+    return total
+
+
+def iter_decrypted(
+    src: BinaryIO, kek: KeyEncryptionKey, *, source: str = "artifact"
+) -> Iterator[bytes]:
+    """Yield authenticated plaintext chunks (for hashing without writing plaintext to disk).
+
+    A consumer must treat the data as untrusted until the iterator finished without error.
+    """
+    import tink
+
+    header = read_header(src, source=source)
+    prim = _dek_primitive(header, kek, source)
+    try:
+        with prim.new_decrypting_stream(src, _STREAM_AD) as dec:  # type: ignore[attr-defined]
+            while chunk := dec.read(CHUNK):
+                yield chunk
+    except tink.TinkError as e:
+        raise DecryptionError(
+            f"{source}: ciphertext failed authentication (truncated, reordered or modified)",
+            hint="the stored artifact was tampered with or corrupted; restore it from a "
+            "trusted copy",
+        ) from e
+
+
+def encrypt_file(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], kek: KeyEncryptionKey
+) -> int:
+    """Encrypt one file to another path (atomic)."""
+    d = Path(dst)
+    fd, tmp = tempfile.mkstemp(dir=d.parent, prefix=f".{d.name}.", suffix=".enc")
+    try:
+        with open(src, "rb") as fi, os.fdopen(fd, "wb") as fo:
+            n = encrypt_stream(fi, fo, kek)
+        os.replace(tmp, d)
+        return n
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def decrypt_file(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], kek: KeyEncryptionKey
+) -> int:
+    """Decrypt one file; ``dst`` appears only if the whole ciphertext authenticated."""
+    d = Path(dst)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d.parent, prefix=f".{d.name}.", suffix=".part")
+    total = 0
+    try:
+        with open(src, "rb") as fi, os.fdopen(fd, "wb") as fo:
+            for chunk in iter_decrypted(fi, kek, source=str(src)):
+                fo.write(chunk)
+                total += len(chunk)
+        os.replace(tmp, d)
+        return total
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rewrap(path: str | os.PathLike[str], kek: KeyEncryptionKey) -> bool:
+    """Re-wrap a file's data key under the KEK's primary key, copying the ciphertext unchanged.
+
+    Atomic per file: an interrupted rotation leaves each file either old or new, both readable
+    while the old KEK key is still in the keyset. Returns False if it was already current.
+    """
+    import tink
+    from tink import proto_keyset_format
+
+    p = Path(path)
+    with open(p, "rb") as f:
+        header = read_header(f, source=str(p))
+        if header.kek_key_id == kek.primary_id:
+            return False
+        _dek_primitive(header, kek, str(p))
+        try:
+            handle = proto_keyset_format.parse_encrypted(header.wrapped_dek, kek.aead(), _DEK_AD)
+        except tink.TinkError as e:
+            raise DecryptionError(f"{p}: the data key does not unwrap with the KEK") from e
+        wrapped = proto_keyset_format.serialize_encrypted(handle, kek.aead(), _DEK_AD)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".rewrap")
+        try:
+            with os.fdopen(fd, "wb") as fo:
+                fo.write(Header(ALG, kek.primary_id, wrapped).encode())
+                while chunk := f.read(CHUNK):
+                    fo.write(chunk)
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return True
