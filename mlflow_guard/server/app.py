@@ -20,8 +20,12 @@ BOOTSTRAPPED_ENV = "MLFLOW_GUARD_BOOTSTRAPPED"
 
 def open_users(uri: str) -> Any:
     """MLflow's basic-auth user store at ``uri``, initialised (migrations run)."""
+    import importlib.util
+
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
+    if uri.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        uri = "postgresql+psycopg2://" + uri[len("postgresql://") :]  # MLflow defaults to psycopg 3
     users = SqlAlchemyStore()
     users.init_db(uri)  # type: ignore[no-untyped-call]
     return users

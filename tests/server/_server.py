@@ -61,8 +61,10 @@ def start_guard(
     workers: int = 2,
     extra_env: dict[str, str] | None = None,
     policy_text: str | None = None,
+    wait: bool = True,
+    artifacts: str | None = None,
 ) -> Server:
-    """Start ``mlflow-guard server`` and wait until ``/health`` answers."""
+    """Start ``mlflow-guard server``; with ``wait``, until ``/health`` answers."""
     root.mkdir(parents=True, exist_ok=True)
     policy = root / "guard.yaml"
     policy.write_text(
@@ -80,10 +82,12 @@ def start_guard(
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     log = root / f"server-{port}.log"
+    if "MLFLOW_GUARD_DATABASE_URI" not in env and guard_db:
+        env["MLFLOW_GUARD_DATABASE_URI"] = guard_db
     cmd = [
         sys.executable, "-m", "mlflow_guard.cli", "server", "--policy", str(policy),
         "--backend-store-uri", backend_uri or f"sqlite:///{root}/mlflow.db",
-        "--artifacts-destination", str(root / "artifacts"),
+        "--artifacts-destination", artifacts or str(root / "artifacts"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
     ]  # fmt: skip
     with log.open("wb") as fh:
@@ -91,13 +95,21 @@ def start_guard(
             cmd, cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
         )
     server = Server(f"http://127.0.0.1:{port}", proc, root, log)
+    if wait:
+        wait_ready(server)
+    return server
+
+
+def wait_ready(server: Server) -> None:
+    """Wait until the server's ``/health`` answers (stop it and raise on failure)."""
+    proc, log = server.proc, server.log
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"guard server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
         try:
             if requests.get(f"{server.url}/health", timeout=1).status_code == 200:
-                return server
+                return
         except requests.RequestException:
             pass
         time.sleep(0.3)
