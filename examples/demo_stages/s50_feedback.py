@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -75,14 +76,12 @@ def run(ctx: Context) -> None:
     dataset = ctx.root / "data" / "feedback.jsonl"
     db = f"sqlite:///{ctx.root / 'guard.db'}"
     common = ["--into", str(dataset), "--policy", str(policy), "--db", db]
-    out1 = run_cli(
-        _guard("feedback", "ingest", str(batch1), *common, "--key", str(keys_dir / "data-ci.key"),
-               "--json"),
-        expect=1,
-        env=env,
-    )  # fmt: skip
-    r1 = json.loads(out1.stdout)
-    if r1["accepted"] != 10 or [r["reason"] for r in r1["rejections"]] != ["bad-signature"]:
+    sign_key = ["--key", str(keys_dir / "data-ci.key")]
+    run_cli(_guard("feedback", "ingest", str(batch1), *common, *sign_key), expect=1, env=env)
+    r1 = _quarantine(common)
+    if len(dataset.read_bytes().splitlines()) != 10 or [e["reason"] for e in r1] != [
+        "bad-signature"
+    ]:
         raise DemoFailure(f"unexpected batch 1 result: {r1}")
 
     time.sleep(1)
@@ -90,14 +89,9 @@ def run(ctx: Context) -> None:
     fresh = checkout.sign_line({"prediction_id": "p-10", "label": "ok"})
     batch2.write_bytes(fresh + b"\n" + lines[0] + b"\n")
     print("\nbatch 2: 1 new record + a replay of batch 1's first record")
-    out2 = run_cli(
-        _guard("feedback", "ingest", str(batch2), *common, "--key", str(keys_dir / "data-ci.key"),
-               "--json"),
-        expect=1,
-        env=env,
-    )  # fmt: skip
-    r2 = json.loads(out2.stdout)
-    if r2["accepted"] != 1 or [r["reason"] for r in r2["rejections"]] != ["replay"]:
+    run_cli(_guard("feedback", "ingest", str(batch2), *common, *sign_key), expect=1, env=env)
+    r2 = _quarantine(common)
+    if [e["reason"] for e in r2] != ["bad-signature", "replay"]:
         raise DemoFailure(f"unexpected batch 2 result: {r2}")
 
     run_cli(_guard("feedback", "quarantine", "list", "--into", str(dataset)), expect=0)
@@ -107,7 +101,7 @@ def run(ctx: Context) -> None:
     print(f"dataset {dataset.relative_to(ctx.root)}: {len(stored)} records; quarantine: 2")
 
     admin = next(iter(base.get("roles", {}).get("reviewer", ["bob"])))
-    qid = r1["rejections"][0]["qid"]
+    qid = r1[0]["qid"]
     print(f"\n{admin} (a reviewer, not an admin) tries to release the forgery:")
     run_cli(_guard("feedback", "quarantine", "release", qid, "--as", admin, *common), expect=1)
 
@@ -123,10 +117,26 @@ def run(ctx: Context) -> None:
     copy.write_bytes(copy.read_bytes().replace(b'"label":"ok"', b'"label":"fraud"', 1))
     print("after hand-editing one label in the dataset:")
     run_cli(hook, expect=1, env=env)
+    attestations = sorted((dataset.parent / "feedback.jsonl.batches").glob("*.intoto.json"))
+    if len(attestations) != 2:
+        raise DemoFailure(f"expected two feedback-batch attestations, found {attestations}")
     ctx.state["feedback"] = {
         "dataset": dataset,
         "policy": policy,
-        "batches": [r1["batch_id"], r2["batch_id"]],
-        "attestations": [Path(r1["attestation"]), Path(r2["attestation"])],
+        "attestations": attestations,
+        "batches": [p.name.split(".")[0] for p in attestations],
     }
-    print(f"feedback-batch attestations: {r1['attestation']}, {r2['attestation']}")
+    print("feedback-batch attestations (in-toto, signed by data-ci):")
+    for p in attestations:
+        print(f"  {p.relative_to(ctx.root)}")
+
+
+def _quarantine(common: list[str]) -> list[dict[str, object]]:
+    proc = subprocess.run(
+        _guard("feedback", "quarantine", "list", *common[:2], "--json"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    entries: list[dict[str, object]] = json.loads(proc.stdout)["entries"]
+    return entries
