@@ -1,24 +1,15 @@
 """Streaming, parallel hashing of model directories in OMS serialization order.
 
-Two serializations, as OMS v1.0 defines them (and ``model_signing`` implements):
+Serializations, byte-identical to ``model_signing``: ``files`` (one resource per file, the
+digest of its bytes) and ``shards`` (one per byte range ``path:start:end``; an empty file has no
+shard, hence no resource). Units run largest first on a few threads (hashlib and blake3 release
+the GIL); ranges of 1 MiB and more are hashed from an ``mmap`` of the page cache (no copy),
+smaller ones through a reused buffer per thread; ``MLFLOW_GUARD_HASH_MMAP=0`` turns mmap off.
 
-- ``files``: one resource per file, named by its POSIX path relative to the model root, with the
-  digest of the whole file (plain sha256 or blake3 of its bytes).
-- ``shards``: one resource per byte range ``path:start:end`` of ``shard_size`` bytes, so one
-  large file is hashed by several threads. An empty file has no shard, hence no resource
-  (as in ``model_signing``): prefer ``files`` where empty marker files matter.
-
-Speed: work units (files or shards) run largest first on a few threads (``hashlib`` and
-``blake3`` release the GIL), ranges of 1 MiB and more are hashed straight from an ``mmap`` of the
-page cache (no copy into user buffers; next window prefetched with ``MADV_WILLNEED``) and smaller
-ones through one reused buffer per thread. Large blake3 inputs also use blake3's own threads.
-``MLFLOW_GUARD_HASH_MMAP=0`` turns ``mmap`` off (e.g. on network file systems).
-
-Safety: symlinks and special files are refused and never followed; each file is opened with
-``O_NOFOLLOW`` and must still be the file that was listed (same device, inode, size, mtime and
-ctime) before and after it is hashed, so a file swapped or rewritten mid-way fails instead of
-yielding a digest of bytes nobody listed. (A file *truncated* while mapped kills the process with
-SIGBUS: it fails closed, no verdict is produced.)
+Safety: symlinks and special files are refused, never followed; each file is opened with
+``O_NOFOLLOW`` and must be the very file listed (device, inode, size, mtime, ctime) before and
+after hashing, so a swap or a rewrite mid-way fails. A file truncated while mapped ends the
+process with SIGBUS (fail closed). Design and measurements: ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -45,20 +36,11 @@ _WINDOW = 64 * 1024 * 1024
 _MMAP_MIN = 1024 * 1024
 _READ_BUF = 1024 * 1024
 _BLAKE3_THREADS_MIN = 16 * 1024 * 1024
-_OPEN_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_BINARY", 0)
-)
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
 
+# Called with bytes just hashed, from worker threads; an optional ``set_total(int)`` method is
+# called once first with the bytes about to be hashed (a progress bar needs no listing of its own).
 ProgressCallback = Callable[[int], None]
-"""Called with a number of bytes just hashed, from worker threads.
-
-If the callable also has a ``set_total(int)`` method, :func:`hash_entries` calls it once with
-the bytes it is about to hash, so a progress bar needs no listing of its own.
-"""
 
 
 class _Hasher(Protocol):
@@ -92,11 +74,7 @@ class Serialization:
 
 @dataclass(frozen=True)
 class FileEntry:
-    """A regular file found under the model root.
-
-    ``stat`` is its ``lstat`` when listed; ``listed_ns`` the wall-clock time just before the
-    listing (0 if unknown), which lets a digest cache refuse "racily clean" entries.
-    """
+    """A regular file under the model root: its ``lstat`` and the time of listing (0: unknown)."""
 
     name: str
     path: Path
@@ -145,10 +123,8 @@ def list_files(root: Path, ignore_paths: Iterable[str] = ()) -> list[FileEntry]:
                     continue
                 st = e.stat(follow_symlinks=False)
                 if stat.S_ISLNK(st.st_mode):
-                    raise UnsafePath(
-                        f"refusing symlink {name} in {root}",
-                        hint="copy the target into the model directory; links are never followed",
-                    )
+                    hint = "copy the target into the directory; links are never followed"
+                    raise UnsafePath(f"refusing symlink {name} in {root}", hint=hint)
                 if stat.S_ISDIR(st.st_mode):
                     walk(e.path, f"{name}/")
                 elif stat.S_ISREG(st.st_mode):
@@ -178,26 +154,18 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
 
 
 def _changed(path: Path, when: str) -> VerificationError:
-    return VerificationError(
-        f"{path} changed {when}",
-        hint="retry when nothing is writing to the directory",
-    )
+    return VerificationError(f"{path} changed {when}", hint="retry when nothing writes to it")
 
 
 def _open(path: Path, expected: os.stat_result | None) -> tuple[int, os.stat_result]:
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as e:
-        if not os.path.lexists(path):
-            raise VerificationError(
-                f"{path} disappeared before it was hashed", hint="retry when it is stable"
-            ) from e
         if os.path.islink(path):
             raise UnsafePath(f"refusing symlink {path}", hint="links are never followed") from e
-        raise VerificationError(
-            f"cannot read {path}: {e.strerror or e}",
-            hint="check the file's permissions; an unreadable file cannot be hashed",
-        ) from e
+        gone = not os.path.lexists(path)
+        what = "disappeared before it was hashed" if gone else f"is unreadable: {e.strerror or e}"
+        raise VerificationError(f"{path} {what}", hint="retry; check its permissions") from e
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -209,12 +177,7 @@ def _open(path: Path, expected: os.stat_result | None) -> tuple[int, os.stat_res
 
 
 def _hash_fd(
-    fd: int,
-    start: int,
-    end: int,
-    algorithm: str,
-    buf: bytearray,
-    progress: ProgressCallback | None,
+    fd: int, start: int, end: int, algorithm: str, buf: bytearray, progress: ProgressCallback | None
 ) -> bytes:
     length = end - start
     h = _new_hasher(algorithm, length)
@@ -222,19 +185,16 @@ def _hash_fd(
         delta = start % mmap.ALLOCATIONGRANULARITY
         stop = delta + length
         willneed = getattr(mmap, "MADV_WILLNEED", None)
-        with mmap.mmap(fd, stop, offset=start - delta, access=mmap.ACCESS_READ) as m:
-            view = memoryview(m)
-            try:
-                for lo in range(delta, stop, _WINDOW):
-                    hi = min(lo + _WINDOW, stop)
-                    if willneed is not None and hi < stop:
-                        page = hi - hi % mmap.PAGESIZE
-                        m.madvise(willneed, page, min(_WINDOW, stop - page))
-                    h.update(view[lo:hi])
-                    if progress:
-                        progress(hi - lo)
-            finally:
-                view.release()
+        m = mmap.mmap(fd, stop, offset=start - delta, access=mmap.ACCESS_READ)
+        with m, memoryview(m) as view:
+            for lo in range(delta, stop, _WINDOW):
+                hi = min(lo + _WINDOW, stop)
+                if willneed is not None and hi < stop:
+                    page = hi - hi % mmap.PAGESIZE
+                    m.madvise(willneed, page, min(_WINDOW, stop - page))
+                h.update(view[lo:hi])
+                if progress:
+                    progress(hi - lo)
         return h.digest()
     view = memoryview(buf)
     f = io.FileIO(fd, "rb", closefd=False)
@@ -254,7 +214,7 @@ def _hash_fd(
 def _hash_checked(
     path: Path,
     start: int,
-    end: int,
+    end: int | None,
     algorithm: str,
     expected: os.stat_result | None,
     buf: bytearray,
@@ -262,6 +222,7 @@ def _hash_checked(
 ) -> bytes:
     fd, st = _open(path, expected)
     try:
+        end = st.st_size if end is None else end
         if end > st.st_size:
             raise _changed(path, f"size: expected at least {end} bytes, found {st.st_size}")
         digest = _hash_fd(fd, start, end, algorithm, buf, progress)
@@ -290,9 +251,7 @@ def hash_range(
 
 def hash_file(path: Path, algorithm: HashAlgorithm = "sha256") -> bytes:
     """Digest of a whole regular file (symlinks refused)."""
-    fd, st = _open(path, None)
-    os.close(fd)
-    return _hash_checked(path, 0, st.st_size, algorithm, st, bytearray(_READ_BUF), None)
+    return _hash_checked(path, 0, None, algorithm, None, bytearray(_READ_BUF), None)
 
 
 def default_workers() -> int:
@@ -401,18 +360,16 @@ def hash_entries(
                     put_cache.put(f, algo, digest)
 
     n = min(workers or default_workers(), len(units))
-    if n <= 1:
-        worker()
-    else:
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(n)]
-        for t in threads:
-            t.start()
-        try:
-            for t in threads:
-                t.join()
-        except BaseException:
-            errors.append(KeyboardInterrupt())
-            raise
+    helpers = [threading.Thread(target=worker, daemon=True) for _ in range(n - 1)]
+    for t in helpers:
+        t.start()
+    worker()  # the calling thread works too
+    try:
+        for t in helpers:
+            t.join()
+    except BaseException:  # interrupted: stop the helpers after their current unit
+        errors.append(KeyboardInterrupt())
+        raise
     if errors:
         raise errors[0]
     order = sorted(results, key=lambda k: resource_sort_key(k, serialization.method))
