@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -172,15 +172,11 @@ def verify_checkpoint(envelope: dict[str, Any], trust: TrustStore) -> tuple[int,
 
 
 Problem = Literal[
-    "modified",
-    "deleted",
-    "inserted",
-    "reordered",
-    "replaced",
-    "truncated",
-    "appended",
-    "checkpoint",
-]
+    "modified", "deleted", "inserted", "reordered",
+    "replaced", "truncated", "appended", "checkpoint",
+]  # fmt: skip
+"""What went wrong: an entry changed, missing, added, out of order; the tail cut or extended
+behind the store's back; a signed checkpoint that fails or no longer matches."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +189,7 @@ class ChainProblem:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {"kind": self.kind, "seq": self.seq, "message": self.message}
+        return asdict(self)
 
 
 @dataclass
@@ -213,16 +209,8 @@ class ChainReport:
         return self.problem is None
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
-            "ok": self.ok,
-            "entries": self.entries,
-            "head_seq": self.head_seq,
-            "head_hash": self.head_hash,
-            "checkpoints_verified": self.checkpoints_verified,
-            "problem": self.problem.to_json() if self.problem else None,
-            "notes": self.notes,
-        }
+        """JSON-ready dict (``ok`` first, then every field; ``problem`` may be ``None``)."""
+        return {"ok": self.ok, **asdict(self)}
 
 
 def _classify_break(
@@ -293,11 +281,11 @@ def verify_chain(
             hint="pass --public-key AUDIT.pub or --policy with a key of purpose 'audit'",
         )
     report = ChainReport(entries=len(rows))
-    by_hash = {r.entry_hash: r.seq for r in rows}
+    by_hash = {r.entry_hash: i + 1 for i, r in enumerate(rows)}  # hash -> position
     prev: AuditEntry | None = None
     for i, row in enumerate(rows):
         expected_seq = i + 1
-        recomputed = entry_hash(row.prev_hash, row.event) if _is_hex64(row.prev_hash) else ""
+        recomputed = _recompute(row)
         if recomputed != row.entry_hash:
             nxt = rows[i + 1] if i + 1 < len(rows) else None
             if nxt is not None and nxt.prev_hash == (prev.entry_hash if prev else GENESIS_HASH):
@@ -356,9 +344,8 @@ def verify_chain(
                 f"ends with {report.head_hash[:16]}…",
             )
         return report
-    assert trust is not None or not cps
     for cp in cps:
-        problem = _check_checkpoint(cp, rows, trust)  # type: ignore[arg-type]
+        problem = _check_checkpoint(cp, rows, trust)  # type: ignore[arg-type]  # checked above
         if problem:
             report.problem = problem
             return report
@@ -404,5 +391,9 @@ def _check_checkpoint(
     return None
 
 
-def _is_hex64(value: str) -> bool:
-    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+def _recompute(row: AuditEntry) -> str:
+    """The row's hash from its content, or ``""`` when the content is not even well-formed."""
+    try:
+        return entry_hash(row.prev_hash, row.event)
+    except ValueError:  # non-hex prev_hash; invalid outcome or field (pydantic ValidationError)
+        return ""

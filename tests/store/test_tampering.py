@@ -81,6 +81,14 @@ def _bad_time(uri: str, rows: list[audit.AuditEntry]) -> None:
     sql(uri, "UPDATE guard_audit SET time = 'yesterday' WHERE seq = 2")
 
 
+def _bad_outcome(uri: str, rows: list[audit.AuditEntry]) -> None:
+    sql(uri, "UPDATE guard_audit SET outcome = 'maybe' WHERE seq = 3")
+
+
+def _bad_prev(uri: str, rows: list[audit.AuditEntry]) -> None:
+    sql(uri, "UPDATE guard_audit SET prev_hash = 'not-hex' WHERE seq = 8")
+
+
 CASES: list[tuple[str, Callable[[str, list[audit.AuditEntry]], None], str, int]] = [
     ("modified", _modify, "modified", 6),
     ("deleted", _delete, "deleted", 4),
@@ -88,6 +96,8 @@ CASES: list[tuple[str, Callable[[str, list[audit.AuditEntry]], None], str, int]]
     ("inserted", _insert, "inserted", 5),
     ("truncated", _truncate, "truncated", 9),
     ("unparsable", _bad_time, "modified", 2),
+    ("invalid-outcome", _bad_outcome, "modified", 3),
+    ("invalid-prev-hash", _bad_prev, "modified", 8),
 ]
 
 
