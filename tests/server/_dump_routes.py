@@ -28,16 +28,30 @@ def main() -> None:
                 lambda m: "0/x" if "path:" in m.group(0) else "0",
                 rule.rule,
             )
-            out.append({"layer": "flask", "endpoint": rule.endpoint, "rule": rule.rule,
-                        "method": method, "path": path,
-                        "resolver": spec.resolver if spec else None})  # fmt: skip
+            out.append(
+                {
+                    "layer": "flask",
+                    "endpoint": rule.endpoint,
+                    "rule": rule.rule,
+                    "method": method,
+                    "path": path,
+                    "resolver": spec.resolver if spec else None,
+                }
+            )
     for r in asgi_layer.native_routes(asgi.app):
         spec = spec_for(f"fastapi:{r.name}")
         path = re.sub(r"\{[^{}:]+(:path)?\}", lambda m: "0/x" if m.group(1) else "0", r.path)
         for method in sorted(r.methods):
-            out.append({"layer": "fastapi", "endpoint": f"fastapi:{r.name}", "rule": r.path,
-                        "method": method, "path": path,
-                        "resolver": spec.resolver if spec else None})  # fmt: skip
+            out.append(
+                {
+                    "layer": "fastapi",
+                    "endpoint": f"fastapi:{r.name}",
+                    "rule": r.path,
+                    "method": method,
+                    "path": path,
+                    "resolver": spec.resolver if spec else None,
+                }
+            )
     json.dump(out, sys.stdout)
 
 

@@ -85,11 +85,23 @@ def start_guard(
     if "MLFLOW_GUARD_DATABASE_URI" not in env and guard_db:
         env["MLFLOW_GUARD_DATABASE_URI"] = guard_db
     cmd = [
-        sys.executable, "-m", "mlflow_guard.cli", "server", "--policy", str(policy),
-        "--backend-store-uri", backend_uri or f"sqlite:///{root}/mlflow.db",
-        "--artifacts-destination", artifacts or str(root / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "mlflow_guard.cli",
+        "server",
+        "--policy",
+        str(policy),
+        "--backend-store-uri",
+        backend_uri or f"sqlite:///{root}/mlflow.db",
+        "--artifacts-destination",
+        artifacts or str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     with log.open("wb") as fh:
         proc = subprocess.Popen(
             cmd, cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True

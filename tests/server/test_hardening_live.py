@@ -19,10 +19,14 @@ ALICE = ("alice", PASSWORDS["alice"])
 def exp_run(guard_server: Server) -> dict[str, str]:
     s = requests.Session()
     s.auth = ALICE
-    exp = s.post(f"{guard_server.url}/api/2.0/mlflow/experiments/create",
-                 json={"name": "alice-hardening"}, timeout=30).json()["experiment_id"]  # fmt: skip
-    run = s.post(f"{guard_server.url}/api/2.0/mlflow/runs/create",
-                 json={"experiment_id": exp}, timeout=30).json()["run"]["info"]["run_id"]  # fmt: skip
+    exp = s.post(
+        f"{guard_server.url}/api/2.0/mlflow/experiments/create",
+        json={"name": "alice-hardening"},
+        timeout=30,
+    ).json()["experiment_id"]
+    run = s.post(
+        f"{guard_server.url}/api/2.0/mlflow/runs/create", json={"experiment_id": exp}, timeout=30
+    ).json()["run"]["info"]["run_id"]
     return {"exp": exp, "run": run}
 
 
@@ -80,14 +84,26 @@ def test_bad_bodies_are_4xx(guard_server: Server, exp_run: dict[str, str]) -> No
         r = requests.post(url, data=body, headers=hdr, auth=ALICE, timeout=60)
         assert r.status_code == want, (body[:40], r.status_code, r.text[:200])
         assert r.json()["message"].startswith("mlflow-guard:")
-    r = requests.post(f"{guard_server.url}/v1/traces", data=b"\x0a\xff\xff garbage",
-                      headers={"Content-Type": "application/x-protobuf",
-                               "X-Mlflow-Experiment-Id": exp_run["exp"]},
-                      auth=ALICE, timeout=30)  # fmt: skip
+    r = requests.post(
+        f"{guard_server.url}/v1/traces",
+        data=b"\x0a\xff\xff garbage",
+        headers={
+            "Content-Type": "application/x-protobuf",
+            "X-Mlflow-Experiment-Id": exp_run["exp"],
+        },
+        auth=ALICE,
+        timeout=30,
+    )
     assert 400 <= r.status_code < 500, r.text
-    r = requests.post(f"{guard_server.url}/v1/traces", data=b"",
-                      headers={"Content-Type": "application/x-protobuf"}, auth=ALICE, timeout=30)  # fmt: skip
-    assert r.status_code == 400 and "X-Mlflow-Experiment-Id" in r.json()["message"]
+    r = requests.post(
+        f"{guard_server.url}/v1/traces",
+        data=b"",
+        headers={"Content-Type": "application/x-protobuf"},
+        auth=ALICE,
+        timeout=30,
+    )
+    assert r.status_code == 400
+    assert "X-Mlflow-Experiment-Id" in r.json()["message"]
 
 
 @pytest.mark.parametrize(
@@ -106,11 +122,16 @@ def test_unattributable_model_sources_are_refused(
 ) -> None:
     s = requests.Session()
     s.auth = ALICE
-    s.post(f"{guard_server.url}/api/2.0/mlflow/registered-models/create",
-           json={"name": "fraud-sources"}, timeout=30)  # fmt: skip
-    r = s.post(f"{guard_server.url}/api/2.0/mlflow/model-versions/create",
-               json={"name": "fraud-sources", "source": source.format(exp=exp_run["exp"])},
-               timeout=30)  # fmt: skip
+    s.post(
+        f"{guard_server.url}/api/2.0/mlflow/registered-models/create",
+        json={"name": "fraud-sources"},
+        timeout=30,
+    )
+    r = s.post(
+        f"{guard_server.url}/api/2.0/mlflow/model-versions/create",
+        json={"name": "fraud-sources", "source": source.format(exp=exp_run["exp"])},
+        timeout=30,
+    )
     assert r.status_code == 400, r.text
     assert "source" in r.json()["message"]
 
@@ -118,13 +139,24 @@ def test_unattributable_model_sources_are_refused(
 def test_source_in_unreadable_experiment_is_refused(guard_server: Server) -> None:
     from tests.server.conftest import ADMIN
 
-    exp = requests.post(f"{guard_server.url}/api/2.0/mlflow/experiments/create",
-                        json={"name": "restricted-src"}, auth=ADMIN, timeout=30).json()  # fmt: skip
-    run = requests.post(f"{guard_server.url}/api/2.0/mlflow/runs/create",
-                        json={"experiment_id": exp["experiment_id"]}, auth=ADMIN,
-                        timeout=30).json()["run"]["info"]["run_id"]  # fmt: skip
+    exp = requests.post(
+        f"{guard_server.url}/api/2.0/mlflow/experiments/create",
+        json={"name": "restricted-src"},
+        auth=ADMIN,
+        timeout=30,
+    ).json()
+    run = requests.post(
+        f"{guard_server.url}/api/2.0/mlflow/runs/create",
+        json={"experiment_id": exp["experiment_id"]},
+        auth=ADMIN,
+        timeout=30,
+    ).json()["run"]["info"]["run_id"]
     body: dict[str, Any] = {"name": "fraud-sources", "source": f"runs:/{run}/model"}
-    r = requests.post(f"{guard_server.url}/api/2.0/mlflow/model-versions/create", json=body,
-                      auth=ALICE, timeout=30)  # fmt: skip
+    r = requests.post(
+        f"{guard_server.url}/api/2.0/mlflow/model-versions/create",
+        json=body,
+        auth=ALICE,
+        timeout=30,
+    )
     assert r.status_code == 403
     assert "may not read on experiment 'restricted-src'" in r.json()["message"]

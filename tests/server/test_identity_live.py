@@ -30,30 +30,47 @@ def statuses(server: Server, n: int, **kw: object) -> set[int]:
 
 def test_token_works_until_revoked_on_every_worker(guard_server: Server) -> None:
     alice = ("alice", PASSWORDS["alice"])
-    r = requests.post(f"{guard_server.url}{GUARD}/tokens/create", json={"description": "ci"},
-                      auth=alice, timeout=30)  # fmt: skip
+    r = requests.post(
+        f"{guard_server.url}{GUARD}/tokens/create",
+        json={"description": "ci"},
+        auth=alice,
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     token, token_id = r.json()["token"], r.json()["token_id"]
     assert statuses(guard_server, 8, headers=bearer(token)) == {200}
     who = requests.get(f"{guard_server.url}{GUARD}/whoami", headers=bearer(token), timeout=30)
-    assert who.json()["user"] == "alice" and who.json()["via"] == f"token:{token_id}"
+    assert who.json()["user"] == "alice"
+    assert who.json()["via"] == f"token:{token_id}"
     listed = requests.get(f"{guard_server.url}{GUARD}/tokens/list", auth=alice, timeout=30).json()
     assert token_id in {t["token_id"] for t in listed["tokens"]}
     assert token not in str(listed)
     # bob may not revoke alice's token
-    r = requests.post(f"{guard_server.url}{GUARD}/tokens/revoke", json={"token_id": token_id},
-                      auth=("bob", PASSWORDS["bob"]), timeout=30)  # fmt: skip
+    r = requests.post(
+        f"{guard_server.url}{GUARD}/tokens/revoke",
+        json={"token_id": token_id},
+        auth=("bob", PASSWORDS["bob"]),
+        timeout=30,
+    )
     assert r.status_code == 403
     assert statuses(guard_server, 4, headers=bearer(token)) == {200}
-    r = requests.post(f"{guard_server.url}{GUARD}/tokens/revoke", json={"token_id": token_id},
-                      auth=alice, timeout=30)  # fmt: skip
+    r = requests.post(
+        f"{guard_server.url}{GUARD}/tokens/revoke",
+        json={"token_id": token_id},
+        auth=alice,
+        timeout=30,
+    )
     assert r.status_code == 200
     assert statuses(guard_server, 8, headers=bearer(token)) == {401}
 
 
 def test_expired_token_stops_working(guard_server: Server) -> None:
-    r = requests.post(f"{guard_server.url}{GUARD}/tokens/create", json={"expires_in_seconds": 3},
-                      auth=("alice", PASSWORDS["alice"]), timeout=30)  # fmt: skip
+    r = requests.post(
+        f"{guard_server.url}{GUARD}/tokens/create",
+        json={"expires_in_seconds": 3},
+        auth=("alice", PASSWORDS["alice"]),
+        timeout=30,
+    )
     token = r.json()["token"]
     assert statuses(guard_server, 4, headers=bearer(token)) == {200}
     time.sleep(3.5)
@@ -61,11 +78,17 @@ def test_expired_token_stops_working(guard_server: Server) -> None:
 
 
 def test_tokens_for_others_need_admin(guard_server: Server) -> None:
-    r = requests.post(f"{guard_server.url}{GUARD}/tokens/create", json={"user": "bob"},
-                      auth=("alice", PASSWORDS["alice"]), timeout=30)  # fmt: skip
-    assert r.status_code == 403 and "alice may not create a token for bob" in r.json()["message"]
-    r = requests.post(f"{guard_server.url}{GUARD}/tokens/create", json={"user": "ci-bot"},
-                      auth=ADMIN, timeout=30)  # fmt: skip
+    r = requests.post(
+        f"{guard_server.url}{GUARD}/tokens/create",
+        json={"user": "bob"},
+        auth=("alice", PASSWORDS["alice"]),
+        timeout=30,
+    )
+    assert r.status_code == 403
+    assert "alice may not create a token for bob" in r.json()["message"]
+    r = requests.post(
+        f"{guard_server.url}{GUARD}/tokens/create", json={"user": "ci-bot"}, auth=ADMIN, timeout=30
+    )
     assert r.status_code == 200
     # a token owner without a role is authenticated but authorized for nothing
     r = requests.get(f"{guard_server.url}{SEARCH}", headers=bearer(r.json()["token"]), timeout=30)
@@ -77,33 +100,50 @@ def test_password_change_applies_at_once(guard_server: Server) -> None:
     new_pw = "mallory-New-Passw0rd-2"
     assert statuses(guard_server, 6, auth=old) == {403}  # authenticated, no role
     try:
-        r = requests.patch(f"{guard_server.url}{GUARD}/users/update-password",
-                           json={"username": "mallory", "password": new_pw}, auth=ADMIN,
-                           timeout=30)  # fmt: skip
+        r = requests.patch(
+            f"{guard_server.url}{GUARD}/users/update-password",
+            json={"username": "mallory", "password": new_pw},
+            auth=ADMIN,
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
         assert statuses(guard_server, 6, auth=old) == {401}
         assert statuses(guard_server, 2, auth=("mallory", new_pw)) == {403}
     finally:
-        requests.patch(f"{guard_server.url}{GUARD}/users/update-password",
-                       json={"username": "mallory", "password": PASSWORDS["mallory"]},
-                       auth=ADMIN, timeout=30).raise_for_status()  # fmt: skip
+        requests.patch(
+            f"{guard_server.url}{GUARD}/users/update-password",
+            json={"username": "mallory", "password": PASSWORDS["mallory"]},
+            auth=ADMIN,
+            timeout=30,
+        ).raise_for_status()
 
 
 def test_user_management_needs_admin(guard_server: Server) -> None:
-    r = requests.post(f"{guard_server.url}{GUARD}/users/create",
-                      json={"username": "eve", "password": "eve-Passw0rd-123"},
-                      auth=("alice", PASSWORDS["alice"]), timeout=30)  # fmt: skip
-    assert r.status_code == 403 and "server" in r.json()["message"]
-    assert requests.get(f"{guard_server.url}{SEARCH}", auth=("eve", "eve-Passw0rd-123"),
-                        timeout=30).status_code == 401  # fmt: skip
+    r = requests.post(
+        f"{guard_server.url}{GUARD}/users/create",
+        json={"username": "eve", "password": "eve-Passw0rd-123"},
+        auth=("alice", PASSWORDS["alice"]),
+        timeout=30,
+    )
+    assert r.status_code == 403
+    assert "server" in r.json()["message"]
+    assert (
+        requests.get(
+            f"{guard_server.url}{SEARCH}", auth=("eve", "eve-Passw0rd-123"), timeout=30
+        ).status_code
+        == 401
+    )
 
 
 def test_decisions_are_audited(guard_server: Server) -> None:
     from mlflow_guard.store import GuardStore
 
-    denied = requests.get(f"{guard_server.url}/api/2.0/mlflow/experiments/get-by-name",
-                          params={"experiment_name": "alice-exp"},
-                          auth=("mallory", PASSWORDS["mallory"]), timeout=30)  # fmt: skip
+    denied = requests.get(
+        f"{guard_server.url}/api/2.0/mlflow/experiments/get-by-name",
+        params={"experiment_name": "alice-exp"},
+        auth=("mallory", PASSWORDS["mallory"]),
+        timeout=30,
+    )
     allowed = requests.get(
         f"{guard_server.url}{SEARCH}", auth=("bob", PASSWORDS["bob"]), timeout=30
     )

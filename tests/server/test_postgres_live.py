@@ -85,8 +85,9 @@ def test_users_and_tokens_are_shared_and_revocation_is_immediate(
     hdr = {"Authorization": f"Bearer {token}"}
     for s in (a, b, a, b):
         assert requests.get(f"{s.url}{SEARCH}", headers=hdr, timeout=30).status_code == 200
-    r = requests.post(f"{b.url}{GUARD}/tokens/revoke", json={"token_id": token_id}, auth=alice,
-                      timeout=30)  # fmt: skip
+    r = requests.post(
+        f"{b.url}{GUARD}/tokens/revoke", json={"token_id": token_id}, auth=alice, timeout=30
+    )
     assert r.status_code == 200
     for s in (a, b):
         assert requests.get(f"{s.url}{SEARCH}", headers=hdr, timeout=30).status_code == 401
@@ -95,19 +96,27 @@ def test_users_and_tokens_are_shared_and_revocation_is_immediate(
 def test_workflow_across_replicas(pg_pair: tuple[Server, Server, str]) -> None:
     a, b, _ = pg_pair
     alice = ("alice", PASSWORDS["alice"])
-    exp = requests.post(f"{a.url}/api/2.0/mlflow/experiments/create", json={"name": "alice-pg"},
-                        auth=alice, timeout=30).json()["experiment_id"]  # fmt: skip
-    run = requests.post(f"{b.url}/api/2.0/mlflow/runs/create",
-                        json={"experiment_id": exp, "user_id": "bob"}, auth=alice,
-                        timeout=30).json()["run"]  # fmt: skip
+    exp = requests.post(
+        f"{a.url}/api/2.0/mlflow/experiments/create",
+        json={"name": "alice-pg"},
+        auth=alice,
+        timeout=30,
+    ).json()["experiment_id"]
+    run = requests.post(
+        f"{b.url}/api/2.0/mlflow/runs/create",
+        json={"experiment_id": exp, "user_id": "bob"},
+        auth=alice,
+        timeout=30,
+    ).json()["run"]
     assert run["info"]["user_id"] == "alice"
     up = f"/api/2.0/mlflow-artifacts/artifacts/{exp}/{run['info']['run_id']}/artifacts/a.txt"
     assert requests.put(f"{a.url}{up}", data=b"pg", auth=alice, timeout=30).status_code == 200
     assert requests.get(f"{b.url}{up}", auth=alice, timeout=30).content == b"pg"
     r = requests.get(f"{b.url}{up}", auth=("mallory", PASSWORDS["mallory"]), timeout=30)
     assert r.status_code == 403
-    r = requests.post(f"{a.url}/api/2.0/mlflow/experiments/create", json={"name": "x-pg"},
-                      auth=alice, timeout=30)  # fmt: skip
+    r = requests.post(
+        f"{a.url}/api/2.0/mlflow/experiments/create", json={"name": "x-pg"}, auth=alice, timeout=30
+    )
     assert r.status_code == 403
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.server._server import POLICY, PASSWORDS, Server
+from tests.server._server import PASSWORDS, POLICY, Server
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +33,15 @@ def routes(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
         "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{d}/mlflow.db",
         "PYTHONPATH": str(ROOT),
     }
-    proc = subprocess.run([sys.executable, "-m", "tests.server._dump_routes"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.server._dump_routes"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out: list[dict[str, Any]] = json.loads(proc.stdout)
     return out

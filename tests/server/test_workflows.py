@@ -74,9 +74,12 @@ def test_allowed_workflow_works_and_binds_identity(
     assert run["info"]["user_id"] == "alice"
     assert {m["key"] for m in run["data"]["metrics"]} == {"accuracy", "loss"}
     mv = api(
-        guard_server, "GET", "/api/2.0/mlflow/model-versions/get", "alice",
+        guard_server,
+        "GET",
+        "/api/2.0/mlflow/model-versions/get",
+        "alice",
         params={"name": "fraud-detector", "version": alice_run["version"]},
-    ).json()["model_version"]  # fmt: skip
+    ).json()["model_version"]
     assert {t["key"]: t["value"] for t in mv["tags"]}["mlflow_guard.user"] == "alice"
     lm = api(
         guard_server, "GET", f"/api/2.0/mlflow/logged-models/{alice_run['model_id']}", "alice"
@@ -95,14 +98,18 @@ def test_artifact_download_and_upload_are_enforced_natively(
         r = api(guard_server, "GET", url, user)
         assert r.status_code == (401 if user is None else 403), r.text
         assert "mlflow-guard:" in r.json()["message"]
-    up = f"/api/2.0/mlflow-artifacts/artifacts/{alice_run['exp_id']}/{alice_run['run_id']}/artifacts/evil.txt"
+    run_dir = f"{alice_run['exp_id']}/{alice_run['run_id']}/artifacts"
+    up = f"/api/2.0/mlflow-artifacts/artifacts/{run_dir}/evil.txt"
     r = api(guard_server, "PUT", up, "bob", data=b"tampered")
     assert r.status_code == 403
     assert "may not log on experiment 'alice-exp'" in r.json()["message"]
     listing = api(
-        guard_server, "GET", "/api/2.0/mlflow/artifacts/list", "alice",
+        guard_server,
+        "GET",
+        "/api/2.0/mlflow/artifacts/list",
+        "alice",
         params={"run_id": alice_run["run_id"]},
-    ).json()  # fmt: skip
+    ).json()
     assert "evil.txt" not in {f["path"] for f in listing["files"]}
     assert api(guard_server, "PUT", up, "alice", data=b"ok").status_code == 200
 
@@ -126,20 +133,47 @@ def test_forbidden_actions_get_403_with_reason_and_change_nothing(
 
     r = requests.get(
         f"{guard_server.url}/api/2.0/mlflow/experiments/get-by-name",
-        params={"experiment_name": "bob-exp"}, auth=ADMIN, timeout=30,
-    )  # fmt: skip
+        params={"experiment_name": "bob-exp"},
+        auth=ADMIN,
+        timeout=30,
+    )
     assert r.status_code == 404  # nothing was created
-    r = api(guard_server, "POST", "/api/2.0/mlflow/registered-models/create", "alice",
-            json={"name": "other-model"})  # fmt: skip
-    assert r.status_code == 403 and "register on model 'other-model'" in r.json()["message"]
-    r = api(guard_server, "POST", "/api/2.0/mlflow/registered-models/alias", "alice",
-            json={"name": "fraud-detector", "alias": "production", "version": alice_run["version"]})  # fmt: skip
-    assert r.status_code == 403 and "may not promote" in r.json()["message"]
-    r = api(guard_server, "POST", "/api/2.0/mlflow/runs/log-batch", "bob",
-            json={"run_id": alice_run["run_id"], "metrics": [{"key": "accuracy", "value": 1.0, "timestamp": 1, "step": 9}]})  # fmt: skip
+    r = api(
+        guard_server,
+        "POST",
+        "/api/2.0/mlflow/registered-models/create",
+        "alice",
+        json={"name": "other-model"},
+    )
     assert r.status_code == 403
-    hist = api(guard_server, "GET", "/api/2.0/mlflow/metrics/get-history", "alice",
-               params={"run_id": alice_run["run_id"], "metric_key": "accuracy"}).json()  # fmt: skip
+    assert "register on model 'other-model'" in r.json()["message"]
+    r = api(
+        guard_server,
+        "POST",
+        "/api/2.0/mlflow/registered-models/alias",
+        "alice",
+        json={"name": "fraud-detector", "alias": "production", "version": alice_run["version"]},
+    )
+    assert r.status_code == 403
+    assert "may not promote" in r.json()["message"]
+    r = api(
+        guard_server,
+        "POST",
+        "/api/2.0/mlflow/runs/log-batch",
+        "bob",
+        json={
+            "run_id": alice_run["run_id"],
+            "metrics": [{"key": "accuracy", "value": 1.0, "timestamp": 1, "step": 9}],
+        },
+    )
+    assert r.status_code == 403
+    hist = api(
+        guard_server,
+        "GET",
+        "/api/2.0/mlflow/metrics/get-history",
+        "alice",
+        params={"run_id": alice_run["run_id"], "metric_key": "accuracy"},
+    ).json()
     assert [m["value"] for m in hist["metrics"]] == [0.95]
     r = api(
         guard_server,
@@ -148,7 +182,8 @@ def test_forbidden_actions_get_403_with_reason_and_change_nothing(
         "mallory",
         params={"run_id": alice_run["run_id"]},
     )
-    assert r.status_code == 403 and "roles: none" in r.json()["message"]
+    assert r.status_code == 403
+    assert "roles: none" in r.json()["message"]
 
 
 def test_unauthenticated_is_401_except_health(
@@ -166,21 +201,31 @@ def test_unauthenticated_is_401_except_health(
         r = api(guard_server, method, path, None)
         assert r.status_code == 401, (path, r.text)
         assert r.headers["WWW-Authenticate"].startswith("Basic")
-    bad = requests.get(f"{guard_server.url}/api/2.0/mlflow/experiments/search",
-                       auth=("alice", "wrong"), timeout=30)  # fmt: skip
-    assert bad.status_code == 401 and "wrong user name or password" in bad.json()["message"]
+    bad = requests.get(
+        f"{guard_server.url}/api/2.0/mlflow/experiments/search", auth=("alice", "wrong"), timeout=30
+    )
+    assert bad.status_code == 401
+    assert "wrong user name or password" in bad.json()["message"]
 
 
 def test_spoofed_user_id_is_ignored(guard_server: Server, alice_run: dict[str, Any]) -> None:
-    r = api(guard_server, "POST", "/api/2.0/mlflow/runs/create", "alice", json={
-        "experiment_id": alice_run["exp_id"], "user_id": "bob",
-        "tags": [{"key": "mlflow.user", "value": "bob"}],
-    })  # fmt: skip
+    r = api(
+        guard_server,
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        "alice",
+        json={
+            "experiment_id": alice_run["exp_id"],
+            "user_id": "bob",
+            "tags": [{"key": "mlflow.user", "value": "bob"}],
+        },
+    )
     assert r.status_code == 200, r.text
     run = r.json()["run"]
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert run["info"]["user_id"] == "alice"
-    assert tags["mlflow.user"] == "alice" and tags["mlflow_guard.user"] == "alice"
+    assert tags["mlflow.user"] == "alice"
+    assert tags["mlflow_guard.user"] == "alice"
 
 
 @pytest.mark.parametrize(
@@ -190,12 +235,16 @@ def test_spoofed_user_id_is_ignored(guard_server: Server, alice_run: dict[str, A
         ("/api/2.0/mlflow/runs/delete-tag", {"key": "mlflow_guard.user"}),
         ("/api/2.0/mlflow/runs/log-batch", {"tags": [{"key": "MLFLOW_GUARD.user", "value": "x"}]}),
         ("/api/2.0/mlflow/runs/create", {"tags": [{"key": "mlflow_guard.user", "value": "bob"}]}),
-        ("/api/2.0/mlflow/registered-models/create",
-         {"name": "fraud-x", "tags": [{"key": "mlflow_guard.approved", "value": "1"}]}),
-        ("/api/2.0/mlflow/model-versions/set-tag",
-         {"name": "fraud-detector", "version": "1", "key": "mlflow_guard.user", "value": "bob"}),
+        (
+            "/api/2.0/mlflow/registered-models/create",
+            {"name": "fraud-x", "tags": [{"key": "mlflow_guard.approved", "value": "1"}]},
+        ),
+        (
+            "/api/2.0/mlflow/model-versions/set-tag",
+            {"name": "fraud-detector", "version": "1", "key": "mlflow_guard.user", "value": "bob"},
+        ),
     ],
-)  # fmt: skip
+)
 def test_guard_tag_writes_are_refused(
     guard_server: Server, alice_run: dict[str, Any], path: str, payload: dict[str, Any]
 ) -> None:
@@ -203,21 +252,56 @@ def test_guard_tag_writes_are_refused(
     r = api(guard_server, "POST", path, "alice", json=body)
     assert r.status_code == 403, r.text
     assert "server-only 'mlflow_guard.' namespace" in r.json()["message"]
-    run = api(guard_server, "GET", "/api/2.0/mlflow/runs/get", "alice",
-              params={"run_id": alice_run["run_id"]}).json()["run"]  # fmt: skip
+    run = api(
+        guard_server,
+        "GET",
+        "/api/2.0/mlflow/runs/get",
+        "alice",
+        params={"run_id": alice_run["run_id"]},
+    ).json()["run"]
     assert {t["key"]: t["value"] for t in run["data"]["tags"]}["mlflow_guard.user"] == "alice"
 
 
 def test_search_results_are_filtered(guard_server: Server, alice_run: dict[str, Any]) -> None:
     from tests.server.conftest import ADMIN
 
-    requests.post(f"{guard_server.url}/api/2.0/mlflow/experiments/create",
-                  json={"name": "secret-exp"}, auth=ADMIN, timeout=30).raise_for_status()  # fmt: skip
-    names = {e["name"] for e in api(guard_server, "GET", "/api/2.0/mlflow/experiments/search",
-                                     "alice", params={"max_results": 100}).json()["experiments"]}  # fmt: skip
-    assert "alice-exp" in names and "secret-exp" not in names and "Default" not in names
-    names = {e["name"] for e in api(guard_server, "GET", "/api/2.0/mlflow/experiments/search",
-                                     "bob", params={"max_results": 100}).json()["experiments"]}  # fmt: skip
+    requests.post(
+        f"{guard_server.url}/api/2.0/mlflow/experiments/create",
+        json={"name": "secret-exp"},
+        auth=ADMIN,
+        timeout=30,
+    ).raise_for_status()
+    names = {
+        e["name"]
+        for e in api(
+            guard_server,
+            "GET",
+            "/api/2.0/mlflow/experiments/search",
+            "alice",
+            params={"max_results": 100},
+        ).json()["experiments"]
+    }
+    assert "alice-exp" in names
+    assert "secret-exp" not in names
+    assert "Default" not in names
+    names = {
+        e["name"]
+        for e in api(
+            guard_server,
+            "GET",
+            "/api/2.0/mlflow/experiments/search",
+            "bob",
+            params={"max_results": 100},
+        ).json()["experiments"]
+    }
     assert {"alice-exp", "secret-exp"} <= names
-    assert api(guard_server, "GET", "/api/2.0/mlflow/experiments/search", "mallory",
-               params={"max_results": 5}).status_code == 403  # fmt: skip
+    assert (
+        api(
+            guard_server,
+            "GET",
+            "/api/2.0/mlflow/experiments/search",
+            "mallory",
+            params={"max_results": 5},
+        ).status_code
+        == 403
+    )

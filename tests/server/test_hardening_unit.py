@@ -1,0 +1,80 @@
+"""Input checks of the server adapter, without a server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlflow_guard.server.hardening import (
+    check_artifact_path,
+    guard_tag_keys,
+    source_run_and_experiment,
+)
+from mlflow_guard.server.request_view import BadRequest, RequestView, parse_json_body
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["1/../2", "/etc/passwd", "1/a\\b", "1/%2e%2e/x", "1/./x", "C:/x", "1/a\x00b", ".."],
+)
+def test_unsafe_artifact_paths(path: str) -> None:
+    with pytest.raises(BadRequest, match="unsafe artifact path"):
+        check_artifact_path(path)
+
+
+@pytest.mark.parametrize("path", ["1/abc/artifacts/model/MLmodel", "12/x y.txt", "1/100%.txt"])
+def test_safe_artifact_paths(path: str) -> None:
+    assert check_artifact_path(path) == path
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("runs:/abc123/model", ("abc123", None, None)),
+        ("models:/m-0123abcd", (None, "m-0123abcd", None)),
+        ("mlflow-artifacts:/5/models/m-77/artifacts", (None, "m-77", None)),
+        ("mlflow-artifacts:/5/abc123/artifacts/model", ("abc123", None, None)),
+    ],
+)
+def test_sources_accepted(source: str, expected: tuple[str | None, ...]) -> None:
+    assert source_run_and_experiment(source) == expected
+
+
+@pytest.mark.parametrize(
+    "source", ["", "file:///etc", "/abs", "s3://b/k", "runs:/../x", "models:/name/1", "x\\y"]
+)
+def test_sources_refused(source: str) -> None:
+    with pytest.raises(BadRequest):
+        source_run_and_experiment(source)
+
+
+def test_guard_tag_keys() -> None:
+    body = {"tags": [{"key": "a"}, {"key": " MLflow_Guard.user"}], "key": "mlflow_guard.x"}
+    assert guard_tag_keys(body, key_field=False) == [" MLflow_Guard.user"]
+    assert guard_tag_keys(body, key_field=True) == [" MLflow_Guard.user", "mlflow_guard.x"]
+    assert guard_tag_keys({"tags": {"mlflow_guard.k": "v"}}, key_field=False) == ["mlflow_guard.k"]
+    assert guard_tag_keys(None, key_field=True, extra=("mlflow_guard.t",)) == ["mlflow_guard.t"]
+
+
+def test_parse_json_body() -> None:
+    assert parse_json_body(b"", None, 10) is None
+    assert parse_json_body(json.dumps(json.dumps({"a": 1})).encode(), None, 100) == {"a": 1}
+    with pytest.raises(BadRequest) as e:
+        parse_json_body(b"{}" * 10, None, 5)
+    assert e.value.status == 413
+    for bad in (b"{", b"[]", b"1", b'"x"'):
+        with pytest.raises(BadRequest):
+            parse_json_body(bad, None, 100)
+
+
+def test_params_follow_mlflow_precedence() -> None:
+    get = RequestView("GET", "/p", "e", query={"run_id": ["a", "b"]}, body={"run_id": "z"})
+    assert get.param("run_id") == "a"
+    assert get.param_list("run_id") == ["a", "b"]
+    get_body = RequestView("GET", "/p", "e", query={}, body={"run_id": "z"})
+    assert get_body.param("run_id") == "z"
+    post = RequestView("POST", "/p", "e", query={"run_id": ["q"]}, body={"run_id": "z"})
+    assert post.param("run_id") == "z"
+    with pytest.raises(BadRequest):
+        RequestView("POST", "/p", "e", body={"run_id": {"x": 1}}).param("run_id")
