@@ -61,13 +61,20 @@ class Envelope(BaseModel):
 
 
 def b64decode(value: str, what: str) -> bytes:
-    """Strict standard base64 (URL-safe accepted, as DSSE allows either)."""
+    """Strict, canonical base64 (URL-safe accepted, as DSSE allows either).
+
+    Non-canonical encodings (stray bits in the last character, missing or extra padding in
+    standard form) are refused, so one signed value has exactly one encoding.
+    """
     try:
         if "-" in value or "_" in value:
             value = value.translate(_URLSAFE) + "=" * (-len(value) % 4)
-        return base64.b64decode(value, validate=True)
+        out = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
         raise SignatureInvalid(f"{what} is not valid base64") from e
+    if base64.b64encode(out).decode("ascii") != value:
+        raise SignatureInvalid(f"{what} is not canonical base64 (stray bits or padding)")
+    return out
 
 
 def sign(

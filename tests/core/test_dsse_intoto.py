@@ -113,3 +113,10 @@ def test_base64_is_strict() -> None:
     for bad in ("ab$d", "-_!x", "a"):
         with pytest.raises(errors.SignatureInvalid, match="is not valid base64"):
             dsse.b64decode(bad, "x")
+
+
+def test_base64_must_be_canonical() -> None:
+    assert base64.b64encode(b"\xff") == b"/w=="
+    assert dsse.b64decode("/w==", "x") == b"\xff"
+    with pytest.raises(errors.SignatureInvalid, match="not canonical base64"):
+        dsse.b64decode("/x==", "x")  # same byte, stray low bits

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -72,3 +73,35 @@ def test_flip_one_byte_fails_naming_the_file(
         assert info.value.extra == []
         assert f"changed: {name}" in info.value.diagnostics()
         assert (root / oms.SIGNATURE_FILE).read_bytes() == sig_before
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(offset=st.integers(min_value=0), mask=st.integers(min_value=1, max_value=255))
+def test_flip_one_byte_of_the_signature_never_passes_or_crashes(
+    model_key: KeyPair, offset: int, mask: int
+) -> None:
+    """Any one-byte change to model.sig is refused with a VerificationError, never a crash.
+
+    The only change allowed to pass is one that leaves the JSON document itself the same
+    (one whitespace character swapped for another).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "model"
+        root.mkdir()
+        (root / "w.bin").write_bytes(b"weights" * 10)
+        oms.sign_model(root, model_key.signer)
+        sig = root / oms.SIGNATURE_FILE
+        original = sig.read_bytes()
+        data = bytearray(original)
+        data[offset % len(data)] ^= mask
+        sig.write_bytes(bytes(data))
+        trust = TrustStore.single(model_key.signer.public_key)
+        try:
+            oms.verify_model(root, trust)
+        except errors.VerificationError:
+            return
+        assert json.loads(bytes(data)) == json.loads(original)
