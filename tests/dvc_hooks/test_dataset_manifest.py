@@ -6,9 +6,16 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlflow_guard.core import dataset, dsse, intoto, keys
-from mlflow_guard.core.errors import KeyNotTrusted, ManifestMismatch, SignatureInvalid
+from mlflow_guard.core.errors import (
+    KeyNotTrusted,
+    ManifestMismatch,
+    SignatureInvalid,
+    UnsafePath,
+)
 from mlflow_guard.core.policy import Purpose
 from mlflow_guard.core.trust import TrustedKey, TrustStore
 
@@ -157,3 +164,27 @@ def test_compare_outputs_lists_added_removed_changed() -> None:
     assert ei.value.missing == ["data/images/b.bin"]
     assert ei.value.extra == ["data/images/c.bin"]
     dataset.compare_outputs(signed, signed, source="t")  # identical: no error
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "path": st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=20),
+                "sha256": st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+                "size": st.integers(min_value=0, max_value=2**53 - 1),
+            }
+        ),
+        max_size=8,
+    )
+)
+def test_canonical_json_equals_rfc8785(listing: list[dict[str, str | int]]) -> None:
+    import rfc8785
+
+    assert dataset.canonical_json(listing) == rfc8785.dumps(listing)
+
+
+def test_non_utf8_file_name_is_refused_not_crashed() -> None:
+    with pytest.raises(UnsafePath, match="not valid UTF-8"):
+        dataset.canonical_json([{"path": "bad\udcff.csv", "sha256": SHA_A, "size": 1}])
