@@ -86,7 +86,11 @@ def _serve(config: tls.TLSConfig) -> Iterator[str]:
         yield f"https://127.0.0.1:{port}/"
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
