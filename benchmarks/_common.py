@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,25 @@ def run_cmd(argv: Sequence[str], *, env: dict[str, str] | None = None) -> float:
             f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
         )
     return secs
+
+
+def timed_cpu(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call in this process (CPU: all its threads)."""
+    cpu, start = time.process_time(), time.perf_counter()
+    fn()
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def run_cmd_cpu(argv: Sequence[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of a command, start-up included; CPU = user + system of the child.
+
+    CPU seconds are what other jobs on a shared machine disturb least.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = run_cmd(argv)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def median(xs: Sequence[float]) -> float:
