@@ -142,3 +142,22 @@ def test_pre_commit_framework_try_repo_and_config(
     assert _head(repo) == head
     sh([pre_commit, "uninstall"], repo, env=env)
     sh(["git", "reset", "-q", "--hard"], repo)
+
+
+def test_install_from_a_linked_worktree_uses_the_shared_hooks(repo: Path) -> None:
+    wt = repo.parent / "wt"
+    sh(["git", "worktree", "add", "-q", str(wt), "-b", "wt-branch"], repo)
+    try:
+        hooks = Path(sh(["git", "rev-parse", "--git-path", "hooks"], wt).stdout.strip())
+        hooks = hooks if hooks.is_absolute() else wt / hooks
+        proc = guard(wt, "install", "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert (hooks / "pre-commit").is_file()
+        assert "dvc-guard-hook" in (hooks / "pre-commit").read_text()
+        assert guard(wt, "uninstall").returncode == 0
+        assert (
+            not (hooks / "pre-commit").exists()
+            or "dvc-guard-hook" not in (hooks / "pre-commit").read_text()
+        )
+    finally:
+        sh(["git", "worktree", "remove", "--force", str(wt)], repo)
