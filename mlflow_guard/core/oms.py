@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from mlflow_guard.core.errors import (
     KeyNotTrusted,
     ManifestMismatch,
     SignatureInvalid,
+    UnsafePath,
     UsageError,
 )
 from mlflow_guard.core.hashing import DigestCache, ProgressCallback, Serialization
@@ -177,6 +179,41 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+MAX_SIGNATURE_BYTES = 256 * 1024 * 1024
+
+
+def _read_signature(root: Path, sig_path: Path, *, inside: bool) -> bytes:
+    """Read a signature file: a regular file of bounded size (never a FIFO or device).
+
+    ``DIR/model.sig`` must not be a symlink either: nothing inside a model is followed.
+    """
+    flags = os.O_RDONLY | (os.O_NOFOLLOW if inside else 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(sig_path, flags)
+    except FileNotFoundError as e:
+        raise SignatureInvalid(
+            f"{root} is not signed: {sig_path.name} not found",
+            hint=f"sign it with `mlflow-guard sign {root} --key KEY`",
+        ) from e
+    except OSError as e:
+        if inside and sig_path.is_symlink():
+            raise UnsafePath(
+                f"refusing symlink {sig_path.name} in {root}",
+                hint="a signature inside the model must be a regular file; re-sign",
+            ) from e
+        raise SignatureInvalid(f"cannot read {sig_path}: {e.strerror or e}") from e
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SignatureInvalid(f"{sig_path} is not a regular file")
+        if st.st_size > MAX_SIGNATURE_BYTES:
+            raise SignatureInvalid(
+                f"{sig_path} is {st.st_size} bytes, more than a signature can be "
+                f"({MAX_SIGNATURE_BYTES})"
+            )
+        return f.read(MAX_SIGNATURE_BYTES + 1)
+
+
 def sign_model(
     model_dir: str | os.PathLike[str],
     signer: keys.Signer,
@@ -248,15 +285,7 @@ def verify_model(
     if root.is_symlink() or not root.is_dir():
         raise UsageError(f"{root} is not a directory", hint="pass the model's directory")
     sig_path = Path(signature_path) if signature_path else root / SIGNATURE_FILE
-    try:
-        data = sig_path.read_bytes()
-    except FileNotFoundError as e:
-        raise SignatureInvalid(
-            f"{root} is not signed: {sig_path.name} not found",
-            hint=f"sign it with `mlflow-guard sign {root} --key KEY`",
-        ) from e
-    except OSError as e:
-        raise SignatureInvalid(f"cannot read {sig_path}: {e.strerror or e}") from e
+    data = _read_signature(root, sig_path, inside=signature_path is None)
     manifest, key = verify_bundle(data, trust, purpose=purpose, source=str(sig_path))
     if at is not None:
         trust.check(key, purpose, at)

@@ -196,3 +196,23 @@ def test_signature_file_is_world_readable(make_model: ModelFactory, model_key: K
     oms.sign_model(model, model_key.signer)
     assert stat.S_IMODE((model / oms.SIGNATURE_FILE).stat().st_mode) == 0o644
     assert not [p for p in model.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_signature_must_be_a_regular_file(
+    make_model: ModelFactory, model_key: KeyPair, tmp_path: Path
+) -> None:
+    model = make_model()
+    trust = TrustStore.single(model_key.signer.public_key)
+    real = tmp_path / "real.sig"
+    oms.sign_model(model, model_key.signer, signature_path=real)
+    sig = model / oms.SIGNATURE_FILE
+    sig.symlink_to(real)  # a valid signature, but reached through a link inside the model
+    with pytest.raises(errors.UnsafePath, match=r"refusing symlink model\.sig"):
+        oms.verify_model(model, trust)
+    sig.unlink()
+    assert oms.verify_model(model, trust, signature_path=real).files == 5
+    os.mkfifo(sig)
+    with pytest.raises(errors.SignatureInvalid, match="is not a regular file"):
+        oms.verify_model(model, trust)  # and does not block on the FIFO
+    with pytest.raises(errors.SignatureInvalid, match="is not a regular file"):
+        oms.verify_model(model, trust, signature_path="/dev/zero")
