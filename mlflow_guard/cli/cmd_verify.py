@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +37,7 @@ class Progress:
         self.desc = desc
         self.enabled = enabled and sys.stderr.isatty()
         self._bar: Any = None
+        self._lock = threading.Lock()
 
     def set_total(self, total: int) -> None:
         """Called by the hashing layer with the bytes it is about to hash."""
@@ -54,9 +56,10 @@ class Progress:
         )
 
     def __call__(self, n: int) -> None:
-        """Advance by ``n`` bytes (thread-safe: tqdm locks)."""
+        """Advance by ``n`` bytes (called from hashing threads)."""
         if self._bar is not None:
-            self._bar.update(n)
+            with self._lock:
+                self._bar.update(n)
 
     def __enter__(self) -> Progress:
         return self

@@ -36,10 +36,10 @@ _WINDOW = 64 * 1024 * 1024
 _MMAP_MIN = 1024 * 1024
 _READ_BUF = 1024 * 1024
 _BLAKE3_THREADS_MIN = 16 * 1024 * 1024
-_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+_FLAG_NAMES = ("O_CLOEXEC", "O_NONBLOCK", "O_NOFOLLOW")  # O_NOFOLLOW: never follow a link
+_OPEN_FLAGS = os.O_RDONLY | sum(getattr(os, f, 0) for f in _FLAG_NAMES)
 
-# Called with bytes just hashed, from worker threads; an optional ``set_total(int)`` method is
-# called once first with the bytes about to be hashed (a progress bar needs no listing of its own).
+# Gets bytes just hashed (from threads); an optional ``set_total(int)`` is called once first.
 ProgressCallback = Callable[[int], None]
 
 
