@@ -10,8 +10,10 @@ what ``model_signing`` defines: hex sha256 of the SubjectPublicKeyInfo **PEM**.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +32,24 @@ _CURVE_HASH: dict[str, type[hashes.HashAlgorithm]] = {
     "secp384r1": hashes.SHA384,
     "secp521r1": hashes.SHA512,
 }
+
+
+MAX_KEY_FILE_BYTES = 1024 * 1024
+
+
+def read_small_file(path: Path, limit: int = MAX_KEY_FILE_BYTES) -> bytes:
+    """Read a configuration-sized regular file (a FIFO or device would block or never end).
+
+    Raises:
+        OSError: unreadable, not a regular file, or larger than ``limit`` bytes.
+    """
+    with open(path, "rb", opener=lambda f, fl: os.open(f, fl | os.O_NONBLOCK)) as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+    return data
 
 
 class Algorithm(StrEnum):
@@ -118,7 +138,7 @@ def load_private_key(path: str | os.PathLike[str], passphrase: bytes | None = No
     """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = read_small_file(p)
     except OSError as e:
         raise KeyMaterialError(
             f"cannot read private key {p}: {e.strerror or e}",
@@ -181,7 +201,7 @@ def load_public_key(path: str | os.PathLike[str]) -> PublicKey:
     """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = read_small_file(p)
     except OSError as e:
         raise KeyMaterialError(
             f"cannot read public key {p}: {e.strerror or e}",

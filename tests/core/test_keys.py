@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from pathlib import Path
 
@@ -122,3 +123,16 @@ def test_unsupported_and_malformed_keys(tmp_path: Path) -> None:
 def test_public_key_is_not_a_private_key(keyring: KeyRing) -> None:
     with pytest.raises(errors.KeyMaterialError, match="is not a PEM private key"):
         keys.load_private_key(keyring["model"].public)
+
+
+def test_key_files_must_be_small_regular_files(tmp_path: Path) -> None:
+    with pytest.raises(errors.KeyMaterialError, match="not a regular file"):
+        keys.load_public_key("/dev/zero")
+    fifo = tmp_path / "k.key"
+    os.mkfifo(fifo)
+    with pytest.raises(errors.KeyMaterialError, match="not a regular file"):
+        keys.load_private_key(fifo)  # and does not block
+    big = tmp_path / "big.pub"
+    big.write_bytes(b"A" * (keys.MAX_KEY_FILE_BYTES + 1))
+    with pytest.raises(errors.KeyMaterialError, match="larger than"):
+        keys.load_public_key(big)

@@ -266,3 +266,12 @@ def test_duplicate_yaml_keys_refused(tmp_path: Path) -> None:
     p.write_text("version: 1\nroles: {a: [x], b: [y]}\nkeys: [{id: k, id: j}]\n")
     with pytest.raises(errors.PolicyError, match="not valid YAML"):
         load_policy(p)
+
+
+def test_policy_file_must_be_utf8_regular_file(tmp_path: Path) -> None:
+    p = tmp_path / "guard.yaml"
+    p.write_bytes(b"version: 1\nroles: {r\xe9viewer: [bob]}\n")
+    with pytest.raises(errors.PolicyError, match="is not UTF-8 text"):
+        load_policy(p)
+    with pytest.raises(errors.PolicyError, match="not a regular file"):
+        load_policy("/dev/zero")

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from mlflow_guard.core.errors import PolicyError
+from mlflow_guard.core.keys import read_small_file
 from mlflow_guard.core.policy._types import Action, Duration, Purpose, StrictModel, parse_duration
 from mlflow_guard.core.policy.access import AccessRule
 from mlflow_guard.core.policy.datasets import DatasetPolicy, ValidationRule
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 ENV_VAR = "MLFLOW_GUARD_POLICY"
+_MAX_POLICY_BYTES = 4 * 1024 * 1024
 
 
 class Policy(StrictModel):
@@ -234,11 +236,15 @@ def load_policy(path: str | os.PathLike[str] | None = None, *, check_files: bool
     """
     p = find_policy(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_small_file(p, _MAX_POLICY_BYTES).decode("utf-8")
     except OSError as e:
         raise PolicyError(
             f"cannot read policy {p}: {e.strerror or e}",
             hint="check the path given by --policy or $MLFLOW_GUARD_POLICY",
+        ) from e
+    except UnicodeDecodeError as e:
+        raise PolicyError(
+            f"policy {p} is not UTF-8 text", details=[str(e)], hint="save it as UTF-8"
         ) from e
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
