@@ -397,3 +397,27 @@ def test_usage_error_with_json_is_json(capsys: pytest.CaptureFixture[str], tmp_p
     code, out, _ = cli(capsys, "--help")
     assert code == 0
     assert "usage:" in out
+
+
+def test_keys_generate_passphrase_prompt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt (terminal input replaced by canned answers): must match and not be empty."""
+    from mlflow_guard.cli import _common
+
+    answers: list[str] = []
+    monkeypatch.setattr(_common.getpass, "getpass", lambda prompt="": answers.pop(0))
+    out = tmp_path / "k"
+    args = ("keys", "generate", "--purpose", "model", "--out", str(out), "--passphrase-prompt")
+    answers[:] = ["one", "two"]
+    code, doc = cli_json(capsys, *args)
+    assert (code, doc["summary"]) == (2, "passphrases do not match")
+    answers[:] = [""]
+    code, doc = cli_json(capsys, *args)
+    assert (code, doc["summary"]) == (2, "the passphrase is empty")
+    assert not out.exists()
+    answers[:] = [PASSPHRASE, PASSPHRASE]
+    code, doc = cli_json(capsys, *args)
+    assert code == 0
+    assert doc["encrypted"] is True
+    keys.load_private_key(Path(doc["private_key"]), PASSPHRASE.encode())
