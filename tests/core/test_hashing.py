@@ -8,8 +8,10 @@ shard offsets) must give the same manifest.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 
 from mlflow_guard.cli import run as cli_run
 from mlflow_guard.cli.cmd_verify import Progress
-from mlflow_guard.core import hashing
+from mlflow_guard.core import hashing, keys
 from mlflow_guard.core.errors import UnsafePath, UsageError, VerificationError
 
 MIB = 1024 * 1024
@@ -242,3 +244,26 @@ def test_cli_refuses_blake3_shards_and_writes_nothing(
     assert (code, out["error"]) == (2, "UsageError")
     assert "--shards cannot be combined with --hash blake3" in out["summary"]
     assert sorted(p.name for p in model.iterdir()) == ["w"]
+
+
+class _TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("flag", [None, "--quiet", "--json"])
+def test_cli_progress_bar_only_on_a_tty_without_quiet_or_json(
+    tmp_path: Path, flag: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    with open(model / "w.bin", "wb") as f:
+        f.truncate(65 * MIB)  # sparse: big enough for a bar, cheap to hash
+    key = tmp_path / "k.pem"
+    key.write_bytes(keys.private_pem(keys.generate()))
+    err = _TTY()
+    monkeypatch.setattr(sys, "stderr", err)
+    argv = ["sign", str(model), "--key", str(key)] + ([flag] if flag else [])
+    assert cli_run(argv) == 0
+    assert ("hashing" in err.getvalue()) is (flag is None)
+    assert (model / "model.sig").is_file()
