@@ -247,10 +247,13 @@ def parse_push_refs(text: str) -> list[tuple[str, str]]:
 
 
 def covering_dvc_file(root: Path, path: str, read: manifests.Reader) -> dvcfiles.DvcOut | None:
-    """The DVC record of ``path`` in the tree ``read`` sees: its own ``.dvc`` or a lock entry."""
+    """The DVC output holding ``path`` in the tree ``read`` sees: the output itself, or a
+    directory output containing it; recorded in a ``.dvc`` file or a ``dvc.lock``."""
     cand = [path + ".dvc"]
     d = posixpath.dirname(path)
     while True:
+        if d:
+            cand.append(d + ".dvc")
         cand.append(posixpath.join(d, "dvc.lock") if d else "dvc.lock")
         if not d:
             break
@@ -260,6 +263,6 @@ def covering_dvc_file(root: Path, path: str, read: manifests.Reader) -> dvcfiles
         if data is None:
             continue
         for out in dvcfiles.parse(c, data):
-            if out.path == path:
+            if out.path == path or (out.is_dir and path.startswith(out.path + "/")):
                 return out
     return None

@@ -108,10 +108,17 @@ def previous_bytes(root: Path, path: str) -> tuple[bytes | None, str]:
     out = checks.covering_dvc_file(root, path, checks.commit_reader(root, "HEAD"))
     if out is None:
         return None, "not tracked at HEAD"
-    obj = dvcfiles.cache_object(root, out.md5)
+    md5 = out.md5
+    if out.is_dir:
+        listing = dvcfiles.dir_listing(root, out)
+        rel = path.removeprefix(out.path + "/")
+        if listing is not None and rel not in listing:
+            return None, f"not in HEAD:{out.dvc_file}"
+        md5 = listing[rel] if listing is not None else md5
+    obj = None if md5.endswith(".dir") else dvcfiles.cache_object(root, md5)
     if obj is None:
         raise VerificationError(
-            f"{path}: the previous version (md5 {out.md5} in HEAD:{out.dvc_file}) "
+            f"{path}: the previous version (md5 {md5} in HEAD:{out.dvc_file}) "
             "is not in the DVC cache",
             hint="run `dvc fetch` so the previous version can be compared",
         )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from dvc_hooks import gitutil
+from dvc_hooks import dvcfiles, gitutil
 from mlflow_guard.cli import _common
+from mlflow_guard.core.errors import UsageError
 
 
 def add_repo(p: argparse.ArgumentParser) -> None:
@@ -21,12 +23,36 @@ def repo(args: argparse.Namespace) -> Path:
 
 
 def rel_paths(root: Path, paths: list[str]) -> list[str]:
-    """Command-line paths → repository-relative POSIX paths."""
+    """Command-line paths (relative to the current directory) → repository-relative POSIX paths.
+
+    Raises:
+        UsageError: a path outside the repository.
+    """
     out = []
+    base = root.resolve()
     for p in paths:
-        full = Path(p).resolve() if not Path(p).is_absolute() else Path(p)
+        full = Path(os.path.abspath(p))
         try:
-            out.append(full.relative_to(root.resolve()).as_posix())
+            out.append(full.relative_to(base).as_posix())
         except ValueError:
-            out.append(Path(p).as_posix())
+            raise UsageError(
+                f"{p} is outside the repository {root}",
+                hint="pass paths inside the repository (or use --repo)",
+            ) from None
     return out
+
+
+def dvc_paths(root: Path, paths: list[str]) -> list[str]:
+    """Like :func:`rel_paths`, and each must be a ``.dvc`` file or ``dvc.lock``.
+
+    Raises:
+        UsageError: a path outside the repository or not a DVC file.
+    """
+    files = rel_paths(root, paths)
+    bad = [f for f in files if not dvcfiles.is_dvc_file(f)]
+    if bad:
+        raise UsageError(
+            f"not a DVC file: {', '.join(bad)}",
+            hint="pass the .dvc file (`data.csv.dvc`) or dvc.lock, not the data itself",
+        )
+    return files

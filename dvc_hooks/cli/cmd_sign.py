@@ -37,14 +37,7 @@ def _targets(args: argparse.Namespace, root: os.PathLike[str]) -> list[str]:
 
     r = Path(root)
     if args.paths:
-        files = _args.rel_paths(r, args.paths)
-        bad = [f for f in files if not dvcfiles.is_dvc_file(f)]
-        if bad:
-            raise UsageError(
-                f"not a DVC file: {', '.join(bad)}",
-                hint="pass the .dvc file (`data.csv.dvc`) or dvc.lock, not the data itself",
-            )
-        return files
+        return _args.dvc_paths(r, args.paths)
     found = set(checks.tracked_dvc_files(r))
     from dvc_hooks import gitutil
 

@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         rep = checks.verify_push(root, _push_refs(), policy, trust, workers=args.workers)
     else:
         read = checks.index_reader(root) if args.staged else None
-        files = _args.rel_paths(root, args.paths) if args.paths else checks.tracked_dvc_files(root)
+        files = _args.dvc_paths(root, args.paths) if args.paths else checks.tracked_dvc_files(root)
         cache = checks.open_cache(root, args.cache)
         rep = checks.Report()
         if args.staged:

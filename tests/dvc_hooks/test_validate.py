@@ -30,6 +30,9 @@ RULES = """\
     - path: data/dvc.csv
       label_column: label
       max_label_shift: 0.05
+    - path: data/tables/part.csv
+      label_column: label
+      max_label_shift: 0.05
 """
 
 
@@ -47,7 +50,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory, dataset_keys: Keys) -> Path:
     write_csv(root / "data" / "train.csv", _rows())
     pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}).to_parquet(root / "data/table.parquet")
     write_csv(root / "data" / "dvc.csv", _rows(300, seed=5))
-    sh(["dvc", "add", "-q", "data/dvc.csv"], root)
+    write_csv(root / "data" / "tables" / "part.csv", _rows(200, seed=6))
+    sh(["dvc", "add", "-q", "data/dvc.csv", "data/tables"], root)
     sh(["git", "add", "-A"], root)
     sh(["git", "commit", "-q", "-m", "data"], root)
     return root
@@ -159,6 +163,28 @@ def test_dvc_tracked_previous_version_comes_from_the_dvc_cache(repo: Path) -> No
     assert "-> {1: 1.000}" in proc.stderr
     sh(["dvc", "checkout", "-q", "-f", "data/dvc.csv"], repo)
     assert guard(repo, "validate", "data/dvc.csv").returncode == 0
+
+
+def test_file_inside_a_dvc_directory_output_is_compared_with_its_cached_version(
+    repo: Path,
+) -> None:
+    write_csv(repo / "data" / "tables" / "part.csv", [(0.5, 1, 1)] * 200)
+    proc = guard(repo, "validate", "data/tables/part.csv")
+    assert proc.returncode == 1
+    assert "data/tables/part.csv: max_label_shift (Jensen-Shannon distance)" in proc.stderr
+    sh(["dvc", "checkout", "-q", "-f", "data/tables"], repo)
+    proc = guard(repo, "validate", "data/tables/part.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "note:" not in proc.stdout  # the previous version was found
+
+
+def test_paths_outside_the_repository_are_refused(repo: Path, tmp_path: Path) -> None:
+    proc = guard(repo, "validate", str(tmp_path / "x.csv"))
+    assert proc.returncode == 2
+    assert "is outside the repository" in proc.stderr
+    proc = guard(repo, "verify", "data/train.csv")
+    assert proc.returncode == 2
+    assert "not a DVC file: data/train.csv" in proc.stderr
 
 
 def test_staged_mode_skips_rules_whose_data_did_not_change(repo: Path) -> None:
