@@ -89,18 +89,25 @@ class GuardArtifactRepository(ArtifactRepository):
         return list(self._inner.list_artifacts(path))
 
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
+        direct = self._inner.get_local_path(remote_file_path)
+        if direct is not None:  # a local inner store: decrypt in place, no ciphertext copy
+            self._decrypt(Path(direct), local_path, remote_file_path)
+            return
         with tempfile.TemporaryDirectory(prefix="mlflow-guard-dec-") as tmp:
             enc = Path(tmp) / "ciphertext"
             self._inner._download_file(remote_file_path, str(enc))  # type: ignore[no-untyped-call]
-            if not envelope.is_encrypted(enc) and os.environ.get(ENV_ALLOW_PLAINTEXT) == "true":
-                shutil.copyfile(enc, local_path)
-                return
-            try:
-                envelope.decrypt_file(enc, local_path, self._key())
-            except GuardError as e:
-                # MLflow's runs:/ resolver swallows download errors; say why here too.
-                _logger.error("mlflow-guard refused %s: %s", remote_file_path, e.diagnostics())
-                raise
+            self._decrypt(enc, local_path, remote_file_path)
+
+    def _decrypt(self, enc: Path, local_path: str, name: str) -> None:
+        if not envelope.is_encrypted(enc) and os.environ.get(ENV_ALLOW_PLAINTEXT) == "true":
+            shutil.copyfile(enc, local_path)
+            return
+        try:
+            envelope.decrypt_file(enc, local_path, self._key())
+        except GuardError as e:
+            # MLflow's runs:/ resolver swallows download errors; say why here too.
+            _logger.error("mlflow-guard refused %s: %s", name, e.diagnostics())
+            raise
 
     def delete_artifacts(self, artifact_path: str | None = None) -> None:
         """Delete in the inner repository."""
