@@ -72,3 +72,16 @@ def test_symlink_is_refused(tmp_path: Path, evil_dir: Path) -> None:
     report = scan_directory(tmp_path)
     assert [f.path for f in report.findings] == ["link.pkl"]
     assert "symlink" in report.findings[0].reason
+
+
+def test_cloudpickled_code_is_flagged(tmp_path: Path) -> None:
+    import cloudpickle
+
+    class PythonModel:
+        def predict(self, x: object) -> object:
+            return x
+
+    (tmp_path / "python_model.pkl").write_bytes(cloudpickle.dumps(PythonModel()))
+    report = scan_file(tmp_path / "python_model.pkl")
+    assert not report.safe
+    assert "cloudpickle.cloudpickle._make_function" in report.imports
