@@ -104,16 +104,14 @@ def _trust(args: argparse.Namespace, policy: Policy | None) -> TrustStore | None
 def _verify(args: argparse.Namespace) -> int:
     if args.from_jsonl:
         entries, cps, head = _read_jsonl(Path(args.from_jsonl))
-        trust = _trust(args, None)
+        report = audit.verify_chain(entries, checkpoints=cps, trust=_trust(args, None), head=head)
         source = args.from_jsonl
     else:
+        from mlflow_guard.store import snapshot
+
         store, policy = _open(args)
-        trust = _trust(args, policy)
-        head = store.head()
-        entries = list(store.iter_audit())
-        cps = store.checkpoints()
+        report = snapshot.verify(store, _trust(args, policy))
         source = store.url
-    report = audit.verify_chain(entries, checkpoints=cps, trust=trust, head=head)
     if not report.ok:
         raise AuditLogTampered(report)
     if args.json:
@@ -129,11 +127,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _export_lines(store: GuardStore) -> Iterator[dict[str, Any]]:
-    for e in store.iter_audit():
+    from mlflow_guard.store import snapshot
+
+    snap = snapshot.take(store)
+    for e in snap.entries:
         yield {"kind": "entry", **e.to_json()}
-    seq, head = store.head()
-    yield {"kind": "head", "seq": seq, "entry_hash": head}
-    for cp in store.checkpoints():
+    yield {"kind": "head", "seq": snap.head[0], "entry_hash": snap.head[1]}
+    for cp in snap.checkpoints:
         yield {
             "kind": "checkpoint",
             "id": cp.id,

@@ -11,20 +11,18 @@ import hmac
 import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, Select, func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from mlflow_guard.core import audit as chain
 from mlflow_guard.core import keys
 from mlflow_guard.core.errors import UsageError
-from mlflow_guard.store import engine as _engine
-from mlflow_guard.store import migrate as _migrate
 from mlflow_guard.store import rows as _rows
 from mlflow_guard.store import tables as t
 from mlflow_guard.store import tokens as _tokens
 from mlflow_guard.store.checkpoints import CheckpointSchedule
+from mlflow_guard.store.database import Database
 from mlflow_guard.store.errors import StoreError
 from mlflow_guard.store.group_commit import GroupCommit
 from mlflow_guard.store.tokens import TokenInfo
@@ -32,12 +30,11 @@ from mlflow_guard.store.tokens import TokenInfo
 if TYPE_CHECKING:
     from mlflow_guard.core.policy import Policy
 
-_T = TypeVar("_T")
 AUDIT_BATCH = 1000
 APPEND_BATCH = 64
 
 
-class GuardStore:
+class GuardStore(Database):
     """Guard state in one SQL database.
 
     Args:
@@ -59,15 +56,14 @@ class GuardStore:
         checkpoint_every: int = 0,
         checkpoint_interval: timedelta | None = None,
     ) -> None:
-        self._url = _engine.parse_uri(database_uri)
-        self._engine = _engine.make_engine(self._url)
+        super().__init__(database_uri)
         self._signer = checkpoint_signer
         self._schedule = CheckpointSchedule(checkpoint_every, checkpoint_interval)
         self._appender = GroupCommit(self._append_batch, max_batch=APPEND_BATCH)
 
     @classmethod
     def from_policy(cls, policy: Policy) -> GuardStore:
-        """Build the store from ``storage`` in the policy (database, audit key, checkpoints).
+        """The store of ``storage`` in the policy: database, audit key, checkpoint schedule.
 
         Raises:
             StoreError: invalid database URI.
@@ -76,71 +72,12 @@ class GuardStore:
         from mlflow_guard.store.config import audit_signer
 
         s = policy.storage
-        signer = audit_signer(policy)
         return cls(
             s.database_uri,
-            checkpoint_signer=signer,
+            checkpoint_signer=audit_signer(policy),
             checkpoint_every=s.checkpoint_every,
             checkpoint_interval=s.checkpoint_interval,
         )
-
-    @property
-    def url(self) -> str:
-        """The database URI with any password hidden."""
-        return self._url.render_as_string(hide_password=True)
-
-    @property
-    def dialect(self) -> str:
-        """``sqlite`` or ``postgresql``."""
-        return self._url.get_backend_name()
-
-    def dispose(self) -> None:
-        """Close pooled connections."""
-        self._engine.dispose()
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    def _fail(self, what: str, e: BaseException) -> StoreError:
-        detail = str(getattr(e, "orig", None) or e).strip().splitlines()
-        hint = "check that the guard database is reachable and writable"
-        if "no such table" in str(e) or "does not exist" in str(e):
-            hint = "the guard schema is missing: run the server once or `GuardStore.migrate()`"
-        return StoreError(
-            f"guard database {self.url}: cannot {what}",
-            details=[f"{type(e).__name__}: {detail[0] if detail else ''}"],
-            hint=hint,
-        )
-
-    def _run(self, what: str, fn: Callable[[Connection], _T], *, write: bool) -> _T:
-        """Run ``fn`` in one transaction (writes) or as autocommit single-statement reads."""
-        try:
-            with self._engine.connect() as conn:
-                if write:
-                    conn.execution_options(**{_engine.WRITE: True})
-                else:
-                    conn.execution_options(**_engine.READ_OPTIONS[self.dialect])
-                with conn.begin():
-                    return fn(conn)
-        except StoreError:
-            raise
-        except (SQLAlchemyError, OSError) as e:
-            raise self._fail(what, e) from e
-
-    # -- schema -----------------------------------------------------------------------------
-
-    def migrate(self) -> None:
-        """Bring the schema to the newest version (idempotent; safe with replicas racing).
-
-        Raises:
-            StoreError: the database cannot be reached or written.
-        """
-        if self.dialect == "sqlite":
-            try:
-                _migrate.enable_wal(self._engine)
-            except (SQLAlchemyError, OSError) as e:
-                raise self._fail("open the database", e) from e
-        dialect = self.dialect
-        self._run("migrate the schema", lambda c: _migrate.upgrade(c, dialect), write=True)
 
     # -- revision counter -------------------------------------------------------------------
 
@@ -327,21 +264,32 @@ class GuardStore:
 
         return self._run("read the audit head", _head, write=False)
 
-    def iter_audit(self, start_seq: int = 0) -> Iterator[chain.AuditEntry]:
-        """Entries with ``seq >= start_seq`` in ascending order, read in batches.
+    def iter_audit(
+        self, start_seq: int = 0, end_seq: int | None = None
+    ) -> Iterator[chain.AuditEntry]:
+        """Entries with ``start_seq <= seq <= end_seq`` in ascending order, read in batches.
 
         Raises:
-            StoreError: the database cannot be read, or a row is malformed.
+            StoreError: the database cannot be read.
         """
         after = start_seq - 1
         while True:
             q = select(t.audit).where(t.audit.c.seq > after).order_by(t.audit.c.seq)
+            if end_seq is not None:
+                q = q.where(t.audit.c.seq <= end_seq)
             rows = self._run("read the audit log", _all(q.limit(AUDIT_BATCH)), write=False)
             for r in rows:
                 yield _rows.audit_entry(r._mapping)
             if len(rows) < AUDIT_BATCH:
                 return
             after = int(rows[-1].seq)
+
+    def max_seq(self) -> int:
+        """The largest ``seq`` stored (0 when empty); compare with :meth:`head`."""
+        q = select(func.coalesce(func.max(t.audit.c.seq), 0))
+        return int(
+            self._run("read the audit log", lambda c: c.execute(q).scalar_one(), write=False)
+        )
 
     # -- checkpoints ------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from mlflow_guard.core import audit, keys
 from mlflow_guard.core.policy import Purpose
 from mlflow_guard.core.trust import TrustStore
-from mlflow_guard.store import GuardStore
+from mlflow_guard.store import GuardStore, snapshot
+from tests.conftest import KeyRing
 from tests.store.conftest import event
 from tests.store.test_store import sql
 
@@ -25,9 +27,7 @@ def fill(store: GuardStore) -> list[audit.AuditEntry]:
 
 
 def verify(store: GuardStore, trust: TrustStore | None = None) -> audit.ChainReport:
-    return audit.verify_chain(
-        store.iter_audit(), checkpoints=store.checkpoints(), trust=trust, head=store.head()
-    )
+    return snapshot.verify(store, trust)
 
 
 def dump(uri: str) -> list[tuple[object, ...]]:
@@ -159,3 +159,54 @@ def test_forged_checkpoint_row_fails(store: GuardStore) -> None:
     assert report.problem is not None
     assert report.problem.kind == "checkpoint"
     assert "does not verify" in report.problem.message
+
+
+def test_row_added_beyond_the_head_record_is_named(store: GuardStore, db_uri: str) -> None:
+    rows = fill(store)
+    forged = audit.AuditEntry.link(N + 1, rows[-1].entry_hash, event(77))
+    sql(
+        db_uri,
+        "INSERT INTO guard_audit (seq, time, user_name, action, resource, outcome, reasons,"
+        " request_id, prev_hash, entry_hash) VALUES (:s, :t, 'x', 'x', 'x', 'allow', '[]', '',"
+        " :p, :h)",
+        s=N + 1,
+        t=audit.format_time(forged.time),
+        p=forged.prev_hash,
+        h=forged.entry_hash,
+    )
+    report = snapshot.verify(store, None)
+    assert report.problem is not None
+    assert (report.problem.kind, report.problem.seq) == ("appended", N + 1)
+
+
+def test_verifying_while_the_server_appends_raises_no_false_alarm(
+    store: GuardStore, db_uri: str, keyring: KeyRing
+) -> None:
+    signer = keyring["audit"].signer
+    trust = TrustStore.single(signer.public_key, [Purpose.AUDIT])
+    writer = GuardStore(db_uri, checkpoint_signer=signer, checkpoint_every=7)
+    fill(writer)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def append() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                writer.append_audit(event(1000 + i))
+            except BaseException as e:
+                errors.append(e)
+                return
+
+    th = threading.Thread(target=append)
+    th.start()
+    try:
+        reports = [snapshot.verify(store, trust) for _ in range(15)]
+    finally:
+        stop.set()
+        th.join()
+        writer.dispose()
+    assert not errors
+    assert all(r.ok for r in reports), [r.problem for r in reports if r.problem]
+    assert reports[-1].entries > N
