@@ -27,6 +27,8 @@ READ_OPTIONS: dict[str, dict[str, object]] = {
 SUPPORTED = ("sqlite", "postgresql")
 SQLITE_BUSY_TIMEOUT_S = 15.0
 PG_CONNECT_TIMEOUT_S = 5
+PG_LOCK_TIMEOUT_MS = 10_000
+PG_STATEMENT_TIMEOUT_MS = 30_000
 
 
 def parse_uri(database_uri: str) -> URL:
@@ -64,6 +66,15 @@ def _pg_driver() -> str:
     return "psycopg2"
 
 
+def _pg_options(url: URL) -> str:
+    """Server settings for every session: bounded waits, so a stuck lock holder or a hung
+    database fails the request (503) instead of hanging it. Keeps ``options`` from the URI."""
+    given = url.query.get("options", "")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    ours = f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
+    return f"{given} {ours}".strip()
+
+
 def make_engine(url: URL) -> Engine:
     """Create the engine (no connection is opened here)."""
     kwargs: dict[str, Any] = {"future": True}
@@ -73,7 +84,10 @@ def make_engine(url: URL) -> Engine:
     else:
         kwargs.update(pool_size=5, max_overflow=10, pool_recycle=1800)
         if url.get_driver_name() in ("psycopg2", "psycopg"):
-            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+            kwargs["connect_args"] = {
+                "connect_timeout": PG_CONNECT_TIMEOUT_S,
+                "options": _pg_options(url),
+            }
     try:
         engine = create_engine(url, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as e:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from mlflow_guard.core.errors import EXIT_INTERNAL
-from mlflow_guard.store import GuardStore, StoreError
+from mlflow_guard.store import GuardStore, StoreError, engine
+from mlflow_guard.store.engine import parse_uri
 from tests.store.conftest import event
 
 
@@ -95,3 +98,28 @@ def test_password_is_never_shown() -> None:
 def test_unsupported_or_invalid_uri_is_refused_up_front(uri: str) -> None:
     with pytest.raises(StoreError):
         GuardStore(uri)
+
+
+@pytest.mark.postgres
+def test_stuck_lock_holder_fails_the_append_instead_of_hanging(
+    pg_uri_factory: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "PG_LOCK_TIMEOUT_MS", 500)
+    uri = pg_uri_factory()
+    store = GuardStore(uri)
+    store.migrate()
+    store.append_audit(event(1))
+    holder = create_engine(parse_uri(uri)).connect()
+    txn = holder.begin()
+    holder.execute(text("SELECT seq FROM guard_audit_head WHERE id = 1 FOR UPDATE"))
+    try:
+        start = time.monotonic()
+        with pytest.raises(StoreError, match="cannot append"):
+            store.append_audit(event(2))
+        assert time.monotonic() - start < 5
+    finally:
+        txn.rollback()
+        holder.close()
+    assert store.append_audit(event(3)).seq == 2
+    assert store.head()[0] == 2
+    store.dispose()
