@@ -75,6 +75,7 @@ class Guard:
         self.users = users
         self.authn = Authenticator(users, store, auth_cache_seconds)
         self.backend = resolve.Backend()
+        self.registry: Any = None  # mlflow_guard.registry.enforce.RegistryGuard, when mounted
 
     # -- entry point ----------------------------------------------------------------------
 
@@ -192,13 +193,23 @@ class Guard:
                 "no-matching-rule", f"{principal.user} may not {spec.action.value} any {kind}"
             ), []
         if spec.resolver == "model_version_create":
-            return self._model_version_create(view, principal)
+            return self._registry_gate(self._model_version_create(view, principal), view, principal)
         resolver = resolve.RESOLVERS.get(spec.resolver)
         if resolver is None:
             return Decision.deny("unknown-resolver", f"no resolver {spec.resolver!r}"), []
         resources = resolver(view, self.backend)
         decisions = [access.decide(self.policy, principal, spec.action, r) for r in resources]
-        return Decision.all_of(decisions), resources
+        return self._registry_gate((Decision.all_of(decisions), resources), view, principal)
+
+    def _registry_gate(
+        self, result: tuple[Decision, list[Resource]], view: RequestView, principal: Principal
+    ) -> tuple[Decision, list[Resource]]:
+        """Registry gates and protected targets (issue 4) after the access decision allowed."""
+        decision, resources = result
+        if not decision.allowed or self.registry is None or view.endpoint is None:
+            return result
+        extra = self.registry.authorize(view.endpoint, view.body, principal)
+        return (decision if extra is None else Decision.all_of([decision, extra])), resources
 
     def _model_version_create(
         self, view: RequestView, principal: Principal
