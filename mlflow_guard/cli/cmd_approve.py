@@ -72,6 +72,10 @@ def _run(args: argparse.Namespace) -> int:
     decision: approvals.DecisionKind = (
         "reject" if args.reject else "withdraw" if args.withdraw else "approve"
     )
+    try:
+        ttl = parse_duration(args.ttl)
+    except ValueError as e:
+        raise UsageError(f"--ttl: {e}", hint="write e.g. 12h, 7d or 2w") from e
     env = approvals.create_signed(
         args.model,
         args.version,
@@ -79,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
         digest,
         signer,
         decision=decision,
-        ttl=parse_duration(args.ttl),
+        ttl=ttl,
         comment=args.comment,
     )
     out = Path(
