@@ -170,6 +170,9 @@ def install(app: Any, guard: Guard, database_uri: str) -> None:
         register_guard_route(endpoint, spec)
     app.register_blueprint(bp)
     _mount_feedback(app, guard, database_uri)
+    from mlflow_guard.registry import api as registry_api
+
+    registry_api.install(app, guard, database_uri)
 
 
 def _mount_feedback(app: Any, guard: Guard, database_uri: str) -> None:
