@@ -319,3 +319,19 @@ def evaluate(
         rejections=rejections,
         required=rule.approvals,
     )
+
+
+def why_not_counted(
+    approval: Approval,
+    subject: PromotionSubject,
+    rule: ProtectedRule,
+    roles: Mapping[str, Sequence[str]],
+    *,
+    now: datetime | None = None,
+) -> str | None:
+    """Why ``approval`` would not count for ``subject`` under ``rule`` (``None`` if it counts).
+
+    Lets a server refuse an approval up front (self-approval, wrong digest or target, expired,
+    no approver role) with the same reasons :func:`evaluate` gives when it ignores one.
+    """
+    return _why_ignored(approval, subject, rule, roles, _utc(now or datetime.now(UTC)))
