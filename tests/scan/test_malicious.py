@@ -85,3 +85,18 @@ def test_cloudpickled_code_is_flagged(tmp_path: Path) -> None:
     report = scan_file(tmp_path / "python_model.pkl")
     assert not report.safe
     assert "cloudpickle.cloudpickle._make_function" in report.imports
+
+
+def test_huge_claimed_length_is_not_allocated(tmp_path: Path) -> None:
+    import struct
+    import time
+
+    # BINBYTES claiming 4 GiB in a 1 KiB file of unknown type: not a pickle, nothing to report
+    (tmp_path / "blob.dat").write_bytes(b"B" + struct.pack("<I", 0xFFFFFFF0) + b"\0" * 1024)
+    start = time.monotonic()
+    report = scan_file(tmp_path / "blob.dat")
+    assert time.monotonic() - start < 2.0
+    assert report.safe
+    # the same bytes under a pickle name fail closed
+    (tmp_path / "blob.pkl").write_bytes((tmp_path / "blob.dat").read_bytes())
+    assert "malformed" in scan_file(tmp_path / "blob.pkl").findings[0].reason

@@ -20,6 +20,7 @@ MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"]\x00\x00", "lzma"),
     (b"\x04\x22\x4d\x18", "lz4"),
 )
+_CHUNK = 1 << 24
 COMPRESSED = frozenset({"gzip", "bz2", "xz", "lzma", "lz4", "zlib"})
 
 
@@ -60,7 +61,17 @@ class CappedReader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             size = self._cap - self.count + 1
-        return self._account(self._inner.read(size))
+        if size <= _CHUNK:
+            return self._account(self._inner.read(size))
+        # a pickle can claim a multi-GB argument: read in chunks, never pre-allocate the claim
+        parts, remaining = [], size
+        while remaining > 0:
+            part = self._account(self._inner.read(min(remaining, _CHUNK)))
+            if not part:
+                break
+            parts.append(part)
+            remaining -= len(part)
+        return b"".join(parts)
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))

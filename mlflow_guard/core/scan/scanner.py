@@ -36,7 +36,7 @@ _MAX_NESTED_ZIP = 1 << 30
 PICKLE_SUFFIXES = frozenset(
     {
         ".pkl", ".pickle", ".pck", ".pcl", ".p", ".joblib", ".jbl", ".dill", ".sav",
-        ".pt", ".pth", ".ckpt", ".bin", ".mar", ".model", ".cloudpickle",
+        ".pt", ".pth", ".ckpt", ".bin", ".cloudpickle",
     }
 )  # fmt: skip
 SAFE_DATA_SUFFIXES = frozenset(
