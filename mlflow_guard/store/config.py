@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from mlflow_guard.core import keys
-from mlflow_guard.core.errors import KeyMaterialError
-from mlflow_guard.core.policy import Policy, load_policy
+from mlflow_guard.core.errors import KeyMaterialError, PolicyError
+from mlflow_guard.core.policy import Policy, Purpose, load_policy
 from mlflow_guard.store.guard_store import GuardStore
 
 
@@ -32,6 +32,8 @@ def audit_signer(policy: Policy) -> keys.Signer | None:
 
     Raises:
         KeyMaterialError: the key cannot be read, or its passphrase variable is not set.
+        PolicyError: no key of purpose ``audit`` in the policy matches it (the checkpoints it
+            signs could not be verified with this policy).
     """
     s = policy.storage
     if s.audit_key is None:
@@ -46,4 +48,20 @@ def audit_signer(policy: Policy) -> keys.Signer | None:
                 hint="export it before starting the server, or use an unencrypted audit key",
             )
         pw = value.encode("utf-8")
-    return keys.Signer(keys.load_private_key(path, pw))
+    signer = keys.Signer(keys.load_private_key(path, pw))
+    trusted = [
+        keys.key_id(keys.load_public_key(policy.key_path(k)))
+        for k in policy.keys
+        if Purpose.AUDIT in k.purposes
+    ]
+    if signer.key_id not in trusted:
+        raise PolicyError(
+            "storage.audit_key has no matching public key of purpose 'audit' under 'keys'",
+            details=[
+                f"audit key id {signer.key_id}",
+                f"audit keys in the policy: {trusted or 'none'}",
+            ],
+            hint="add {id: audit, public_key: <its .pub>, purposes: [audit]} to 'keys', "
+            "or it signs checkpoints that `mlflow-guard audit verify` cannot check",
+        )
+    return signer

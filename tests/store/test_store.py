@@ -5,17 +5,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from mlflow_guard.core import audit, keys
-from mlflow_guard.core.errors import UsageError
-from mlflow_guard.core.policy import Purpose
+from mlflow_guard.core.errors import PolicyError, UsageError
+from mlflow_guard.core.policy import Purpose, load_policy
 from mlflow_guard.core.trust import TrustStore
 from mlflow_guard.store import GuardStore, TokenInfo
 from mlflow_guard.store import guard_store as gs
 from mlflow_guard.store.engine import parse_uri
+from tests.conftest import KeyRing, PolicyWriter
 from tests.store.conftest import event
 
 
@@ -189,3 +191,36 @@ def test_time_based_checkpoint(db_uri: str) -> None:
 def test_empty_log_has_no_checkpoint(store: GuardStore) -> None:
     assert store.write_checkpoint(keys.Signer(keys.generate())) is None
     assert store.checkpoints() == []
+
+
+def test_from_policy_signs_checkpoints_with_the_audit_key(
+    tmp_path: Path, keyring: KeyRing, write_policy: PolicyWriter
+) -> None:
+    pair = keyring["audit"]
+    uri = f"sqlite:///{tmp_path}/g.db"
+    storage = {"database_uri": uri, "audit_key": str(pair.private), "checkpoint_every": 3}
+    good = write_policy(
+        raw={
+            "version": 1,
+            "keys": [{"id": "srv", "public_key": str(pair.public), "purposes": ["audit"]}],
+            "storage": storage,
+        }
+    )
+    s = GuardStore.from_policy(load_policy(good))
+    s.migrate()
+    for i in range(3):
+        s.append_audit(event(i))
+    cps = s.checkpoints()
+    assert [c.seq for c in cps] == [1, 3]  # first one at once (default interval), then every 3
+    assert all(c.envelope["signatures"][0]["keyid"] == pair.key_id for c in cps)
+    s.dispose()
+    other = keyring.get("other-audit")
+    bad = write_policy(
+        raw={
+            "version": 1,
+            "keys": [{"id": "srv", "public_key": str(other.public), "purposes": ["audit"]}],
+            "storage": storage,
+        }
+    )
+    with pytest.raises(PolicyError, match="no matching public key"):
+        GuardStore.from_policy(load_policy(bad))
