@@ -183,10 +183,13 @@ class RegistryGuard:
         if not version:
             return Decision.deny(f"protected:{target}", "missing model version")
         ev = self.evaluate(name, version, target)
-        if ev.decision.allowed:
+        d = ev.decision
+        if d.allowed:
             for req in self.records.find(name, version, target, state="pending"):
                 self.records.close(req.id, "promoted", by="mlflow-client")
-        return ev.decision
+            return d
+        summary = f"{target} for {name} version {version} refused: " + " | ".join(d.reasons)
+        return Decision.deny(d.rule, summary, *d.reasons)
 
     def _transition(self, p: dict[str, Any], name: str, principal: Principal) -> Decision | None:
         version, stage = _str(p, "version"), _str(p, "stage")
@@ -253,7 +256,8 @@ class RegistryGuard:
         if not result.allowed:
             return Decision.deny(
                 "registration",
-                f"model version of {name} refused by the registration gate:",
+                f"model version of {name} refused by the registration gate: "
+                + " | ".join(result.reasons),
                 *result.reasons,
             )
         tags = p.get("tags")

@@ -1,0 +1,278 @@
+"""Registry gates and promotion approvals on a real guard server, with the real MLflow client.
+
+Each denial is asserted with its reason and with the alias/stage/tag unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from mlflow.exceptions import MlflowException
+
+from mlflow_guard.core import approvals, keys, oms
+from tests.registry.conftest import Env, auth, client_as
+
+pytestmark = pytest.mark.slow
+API = "/api/2.0/mlflow-guard/promotions"
+PROD = approvals.Target("alias", "production")
+
+
+def make_model(d: Path, signer: keys.Signer | None) -> Path:
+    d.mkdir(parents=True)
+    (d / "MLmodel").write_text("flavors: {}\n")
+    np.save(d / "weights.npy", np.arange(1000, dtype=np.float64))
+    if signer is not None:
+        oms.sign_model(d, signer)
+    return d
+
+
+def new_version(
+    env: Env,
+    client: Any,
+    name: str,
+    tmp: Path,
+    *,
+    signer: str | None = "ci",
+    accuracy: float | None = 0.95,
+) -> tuple[str, str]:
+    """Log a run with a (signed) model and register it; return (version, run_id)."""
+    exp = client.get_experiment_by_name("registry-tests")
+    exp_id = exp.experiment_id if exp else client.create_experiment("registry-tests")
+    run = client.create_run(exp_id)
+    if accuracy is not None:
+        client.log_metric(run.info.run_id, "accuracy", accuracy)
+    model = make_model(tmp / uuid.uuid4().hex, env.signers[signer] if signer else None)
+    client.log_artifacts(run.info.run_id, str(model), "model")
+    try:
+        client.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    mv = client.create_model_version(
+        name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    )
+    return str(mv.version), run.info.run_id
+
+
+def aliases(client: Any, name: str) -> dict[str, str]:
+    return {a: str(v) for a, v in client.get_registered_model(name).aliases.items()}
+
+
+def api(env: Env, user: str, verb: str, **body: Any) -> requests.Response:
+    return requests.post(f"{env.url}{API}/{verb}", json=body, auth=auth(user), timeout=120)
+
+
+def status(env: Env, user: str, name: str, version: str, target: str) -> dict[str, Any]:
+    r = requests.get(
+        f"{env.url}{API}/status",
+        params={"name": name, "version": version, "target": target},
+        auth=auth(user),
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def signed(env: Env, key: str, name: str, version: str, digest: str, **kw: Any) -> Any:
+    target = kw.pop("target", PROD)
+    return approvals.create_signed(name, version, target, digest, env.signers[key], **kw).to_json()
+
+
+def denied(exc: pytest.ExceptionInfo[MlflowException], *needles: str) -> None:
+    text = str(exc.value)
+    assert "PERMISSION_DENIED" in text or "403" in text, text
+    for n in needles:
+        assert n in text, f"{n!r} not in {text}"
+
+
+def test_unsigned_model_is_not_registered(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    alice = client_as(reg_env, "alice", monkeypatch)
+    with pytest.raises(MlflowException) as e:
+        new_version(reg_env, alice, "fraud-unsigned", tmp_path, signer=None)
+    denied(e, "registration gate", "unsigned")
+    assert alice.search_model_versions("name = 'fraud-unsigned'") == []
+
+
+def test_untrusted_signing_key_is_not_registered(
+    reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    alice = client_as(reg_env, "alice", monkeypatch)
+    with pytest.raises(MlflowException) as e:
+        new_version(reg_env, alice, "fraud-rogue", tmp_path, signer="rogue")
+    denied(e, "registration gate", "signature")
+    assert alice.search_model_versions("name = 'fraud-rogue'") == []
+
+
+def test_full_flow_then_tampering_blocks(
+    reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    alice = client_as(reg_env, "alice", monkeypatch)
+    name = "fraud-flow"
+    v, run_id = new_version(reg_env, alice, name, tmp_path)
+    tags = alice.get_model_version(name, v).tags
+    assert tags["mlflow_guard.signer_key_id"] == reg_env.signers["ci"].key_id
+    assert tags["mlflow_guard.scan"] == "clean" and tags["mlflow_guard.user"] == "alice"
+    digest = tags["mlflow_guard.root_sha256"]
+
+    with pytest.raises(MlflowException) as e:
+        alice.set_registered_model_alias(name, "production", v)
+    denied(e, "0 of 2 required approvals")
+    assert aliases(alice, name) == {}
+
+    r = api(reg_env, "alice", "request", name=name, version=v, target="alias:production")
+    assert r.status_code == 200 and r.json()["request"]["state"] == "pending", r.text
+    # alice (the run and version creator) holds no reviewer role: refused with the reason
+    r = api(reg_env, "alice", "approve", name=name, version=v, target="alias:production")
+    assert r.status_code == 403 and "may not approve" in r.json()["message"], r.text
+    r = api(reg_env, "bob", "approve", name=name, version=v, target="alias:production")
+    assert r.status_code == 200 and not r.json()["promoted"], r.text
+    assert [a["approver"] for a in r.json()["status"]["counted"]] == ["bob"]
+    # duplicate approval: refused, still one counted
+    r = api(reg_env, "bob", "approve", name=name, version=v, target="alias:production")
+    assert r.status_code == 409 and "counts once" in r.json()["message"], r.text
+    # bob's signed approval is the same person: it does not count twice
+    r = api(reg_env, "alice", "approve", envelope=signed(reg_env, "bob", name, v, digest))
+    st = status(reg_env, "alice", name, v, "alias:production")
+    assert [a["approver"] for a in st["status"]["counted"]] == ["bob"], st
+    assert aliases(alice, name) == {}
+    # carol's signed approval, submitted by alice: requirements met -> promoted exactly once
+    r = api(reg_env, "alice", "approve", envelope=signed(reg_env, "carol", name, v, digest))
+    assert r.status_code == 200 and r.json()["promoted"] is True, r.text
+    assert aliases(alice, name) == {"production": v}
+    st = status(reg_env, "bob", name, v, "alias:production")
+    assert st["requests"][0]["state"] == "promoted" and st["status"]["allowed"]
+    assert st["status"]["gates"] == [
+        {"metric": "accuracy", "expression": ">= 0.9", "value": 0.95, "passed": True}
+    ]
+    # the ordinary MLflow client call succeeds once requirements are met
+    alice.set_registered_model_alias(name, "production", v)
+
+    # tamper with the artifacts in the server's store: the next promotion is refused
+    art = reg_env.root / "artifacts"
+    weights = next(art.rglob(f"{run_id}/artifacts/model/weights.npy"))
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
+    with pytest.raises(MlflowException) as e:
+        alice.set_registered_model_alias(name, "production", v)
+    denied(e, "artifacts changed since they were signed", "weights.npy")
+    st = status(reg_env, "bob", name, v, "alias:production")
+    assert not st["status"]["allowed"]
+    assert aliases(alice, name) == {"production": v}
+
+
+def test_denied_approvals(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bob = client_as(reg_env, "bob", monkeypatch)
+    name = "fraud-denials"
+    v, _ = new_version(reg_env, bob, name, tmp_path)
+    digest = bob.get_model_version(name, v).tags["mlflow_guard.root_sha256"]
+    cases = [
+        # self-approval: bob created the run and the version
+        (api(reg_env, "bob", "approve", name=name, version=v, target="alias:production"),
+         403, "separation of duties"),
+        # expired approval
+        (api(reg_env, "alice", "approve", envelope=signed(
+            reg_env, "carol", name, v, digest, ttl=timedelta(days=1),
+            now=datetime.now(UTC) - timedelta(days=3))), 403, "expired"),
+        # approval for another digest
+        (api(reg_env, "alice", "approve", envelope=signed(reg_env, "carol", name, v, "0" * 64)),
+         403, "approves root digest"),
+        # revoked approver key
+        (api(reg_env, "alice", "approve", envelope=signed(reg_env, "dave", name, v, digest)),
+         403, "revoked"),
+        # a user without the approve action
+        (api(reg_env, "mallory", "approve", name=name, version=v, target="alias:production"),
+         403, "may not approve"),
+    ]  # fmt: skip
+    for r, code, needle in cases:
+        assert r.status_code == code and needle in r.json()["message"], r.text
+    # approval for another target: recorded for stage:Production, does not count for the alias
+    r = api(reg_env, "alice", "approve", envelope=signed(
+        reg_env, "carol", name, v, digest, target=approvals.Target("stage", "Production")))  # fmt: skip
+    assert r.status_code == 200, r.text
+    st = status(reg_env, "alice", name, v, "alias:production")
+    assert st["status"]["counted"] == [] and not st["status"]["allowed"]
+    with pytest.raises(MlflowException) as e:
+        bob.set_registered_model_alias(name, "production", v)
+    denied(e, "0 of 2 required approvals")
+    assert aliases(bob, name) == {}
+
+
+def test_missing_metric_and_rejection(
+    reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    alice = client_as(reg_env, "alice", monkeypatch)
+    name = "fraud-gates"
+    v, _ = new_version(reg_env, alice, name, tmp_path, accuracy=None)
+    for who in ("bob", "carol"):
+        r = api(reg_env, who, "approve", name=name, version=v, target="alias:production")
+        assert r.status_code == 200, r.text
+    with pytest.raises(MlflowException) as e:
+        alice.set_registered_model_alias(name, "production", v)
+    denied(e, "accuracy = missing (needs >= 0.9): FAIL")
+    assert aliases(alice, name) == {}
+    # rejection outstanding blocks the protected tag (1 approval needed, bob approved)
+    assert api(reg_env, "carol", "reject", name=name, version=v, target="tag:release",
+               comment="bias audit pending").status_code == 200  # fmt: skip
+    assert api(reg_env, "bob", "approve", name=name, version=v, target="tag:release").status_code == 200
+    with pytest.raises(MlflowException) as e:
+        alice.set_model_version_tag(name, v, "release", "yes")
+    denied(e, "rejected by carol", "bias audit pending")
+    assert "release" not in alice.get_model_version(name, v).tags
+    assert api(reg_env, "carol", "withdraw", name=name, version=v, target="tag:release").status_code == 200
+    alice.set_model_version_tag(name, v, "release", "yes")
+    assert alice.get_model_version(name, v).tags["release"] == "yes"
+
+
+def test_bypass_attempts(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    alice = client_as(reg_env, "alice", monkeypatch)
+    name = "fraud-bypass"
+    v1, _ = new_version(reg_env, alice, name, tmp_path)
+    for who in ("bob", "carol"):
+        assert api(reg_env, who, "approve", name=name, version=v1, target="alias:production").status_code == 200
+    alice.set_registered_model_alias(name, "production", v1)
+    v2, _ = new_version(reg_env, alice, name, tmp_path)
+    url = reg_env.url
+    # raw REST on /ajax-api and /api: moving the alias to the unapproved v2
+    for prefix in ("/ajax-api/2.0", "/api/2.0"):
+        r = requests.post(f"{url}{prefix}/mlflow/registered-models/alias", auth=auth("alice"),
+                          json={"name": name, "alias": "production", "version": v2}, timeout=60)  # fmt: skip
+        assert r.status_code == 403 and "required approvals" in r.text, r.text
+    # legacy stage transition
+    with pytest.raises(MlflowException) as e:
+        alice.transition_model_version_stage(name, v2, "Production")
+    denied(e, "stage:Production", "required approvals")
+    # protected tag writes (version and registered model)
+    with pytest.raises(MlflowException) as e:
+        alice.set_model_version_tag(name, v2, "release", "yes")
+    denied(e, "tag:release")
+    with pytest.raises(MlflowException) as e:
+        alice.set_registered_model_tag(name, "release", "yes")
+    denied(e, "needs a server admin")
+    # deleting the protected alias needs an admin; deleting / renaming its holder is refused
+    with pytest.raises(MlflowException) as e:
+        alice.delete_registered_model_alias(name, "production")
+    denied(e, "needs a server admin")
+    admin = client_as(reg_env, "admin", monkeypatch)
+    with pytest.raises(MlflowException) as e:
+        admin.rename_registered_model(name, "fraud-renamed")
+    denied(e, "holds protected alias:production")
+    with pytest.raises(MlflowException) as e:
+        admin.delete_model_version(name, v1)
+    denied(e, "holds protected alias:production")
+    # copy_model_version of v2 into another model: refused (source not resolvable as claimed)
+    alice = client_as(reg_env, "alice", monkeypatch)
+    with pytest.raises(MlflowException):
+        alice.copy_model_version(f"models:/{name}/{v2}", "fraud-copy")
+    assert alice.search_model_versions("name = 'fraud-copy'") == []
+    # GraphQL: server-admin only
+    r = requests.post(f"{url}/graphql", auth=auth("alice"), timeout=60,
+                      json={"query": "{ mlflowSearchModelVersions(input: {}) { modelVersions { name } } }"})  # fmt: skip
+    assert r.status_code == 403, r.text
+    assert aliases(alice, name) == {"production": v1}
+    mv2 = alice.get_model_version(name, v2)
+    assert mv2.current_stage == "None" and "release" not in mv2.tags
