@@ -32,6 +32,7 @@ class MembershipConfig(_Strict):
     max_samples: int = Field(default=1000, ge=10, description="per group (members, non-members)")
     bootstrap_rounds: int = Field(default=200, ge=20)
     delta: float = Field(default=1e-5, gt=0, lt=1)
+    art_black_box: bool = Field(default=True, description="also run ART's black-box MIA")
 
 
 class InversionConfig(_Strict):

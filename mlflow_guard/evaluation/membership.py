@@ -31,6 +31,53 @@ def record_scores(target: Target, x: Array, y: np.ndarray[Any, Any]) -> tuple[Ar
     return (target.labels(x) == y).astype(np.float64), "gap attack (labels only: correct or not)"
 
 
+def art_black_box_auc(
+    t: Target,
+    xm: Array,
+    ym: np.ndarray[Any, Any],
+    xn: Array,
+    yn: np.ndarray[Any, Any],
+    seed: int,
+) -> float | None:
+    """AUC of ART's ``MembershipInferenceBlackBox`` (random-forest attack model).
+
+    It is trained on half of the members and non-members (their probability vectors and
+    labels) and scored on the other halves. ``None`` when ART is missing or the model exposes
+    labels only.
+    """
+    if t.predict_proba is None or len(xm) < 20 or len(xn) < 20:
+        return None
+    try:
+        from art.attacks.inference.membership_inference import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            MembershipInferenceBlackBox,
+        )
+        from art.estimators.classification import BlackBoxClassifier  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    pm, pn = t.proba(xm), t.proba(xn)
+    im, i_n = np.searchsorted(t.classes, ym), np.searchsorted(t.classes, yn)
+    hm, hn = len(xm) // 2, len(xn) // 2
+    clf = BlackBoxClassifier(t.proba, input_shape=(xm.shape[1],), nb_classes=len(t.classes))
+    # ART's default random-forest attack model draws from numpy's global state: seed it for
+    # reproducibility and restore the caller's state afterwards.
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        attack = MembershipInferenceBlackBox(clf, input_type="prediction", attack_model_type="rf")
+        attack.fit(
+            x=xm[:hm], y=im[:hm], test_x=xn[:hn], test_y=i_n[:hn], pred=pm[:hm], test_pred=pn[:hn]
+        )
+    finally:
+        np.random.set_state(saved)
+    sm = attack.infer(xm[hm:], im[hm:], pred=pm[hm:], probabilities=True)
+    sn = attack.infer(xn[hn:], i_n[hn:], pred=pn[hn:], probabilities=True)
+    sm, sn = (
+        np.asarray(sm).reshape(len(xm) - hm, -1)[:, -1],
+        np.asarray(sn).reshape(len(xn) - hn, -1)[:, -1],
+    )
+    return stats.roc_auc(sm.tolist(), sn.tolist())
+
+
 def evaluate(
     target: Target,
     x_train: Array,
@@ -61,6 +108,14 @@ def evaluate(
         "membership_tpr_at_1pct_fpr": stats.tpr_at_fpr(m, nm, 0.01),
         "membership_epsilon_lb": stats.epsilon_lower_bound(m, nm, delta=cfg.delta),
     }
+    art_auc = (
+        art_black_box_auc(t, x_train[mi], y_train[mi], x_eval[ni], y_eval[ni], seed)
+        if cfg.art_black_box
+        else None
+    )
+    if art_auc is not None:
+        metrics["membership_auc_art_black_box"] = art_auc
+        attack += "; ART MembershipInferenceBlackBox (random forest on probabilities, half/half)"
     return {
         "metrics": metrics,
         "attack": attack,

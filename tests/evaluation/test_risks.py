@@ -26,6 +26,8 @@ def test_overfit_forest_leaks_membership_more_than_logreg(
     assert rf["membership_auc_ci_low"] > lr["membership_auc"]
     assert rf["membership_advantage"] > lr["membership_advantage"]
     assert rf["membership_epsilon_lb"] >= lr["membership_epsilon_lb"]
+    # ART's trained black-box attack agrees on the ordering
+    assert rf["membership_auc_art_black_box"] > lr["membership_auc_art_black_box"]
 
 
 def _brute_force_min_flip(model: Any, x0: np.ndarray, sigma: np.ndarray, rng: Any) -> float:
