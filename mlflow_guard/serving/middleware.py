@@ -1,0 +1,261 @@
+"""The ASGI layer in front of MLflow's scoring app: authenticate, limit, sign.
+
+Order per request: read the body (bounded) → ``/ping`` and ``/health`` pass without a token;
+every other path needs ``Authorization: Bearer mlg_…`` valid in the guard store (401 otherwise,
+503 when the store cannot answer: fail closed) → rate limit (429) → budget pre-check on
+``/invocations`` (429) → MLflow's app, whose model wrapper charges the budget per input row
+(429 when a request asks for more than is left, before predicting) → the response is buffered,
+digested and signed (every status, including 401/429/503).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+
+from mlflow_guard.serving import signing
+from mlflow_guard.serving.hardening import current_charge
+from mlflow_guard.serving.limits import Denial, QueryBudget, RateLimiter
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+TokenCheck = Callable[[str], Any]
+
+OPEN_PATHS = frozenset({"/ping", "/health"})
+PREDICT_PATH = "/invocations"
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+_STRIP = {
+    b"content-digest",
+    b"signature",
+    b"signature-input",
+    b"x-model-root-digest",
+    b"x-request-content-digest",
+    b"content-length",
+}
+log = logging.getLogger(__name__)
+
+
+class BudgetExhausted(Exception):
+    """Raised inside the model wrapper; the middleware turns it into a 429."""
+
+
+@dataclass
+class _Call:
+    client: str
+    denial: Denial | None = None
+
+
+@dataclass
+class GuardLayer:
+    """ASGI middleware: token auth, per-client limits, response signing.
+
+    Args:
+        app: MLflow's scoring app (around the verified, loaded model).
+        verify_token: ``secret -> TokenInfo | None`` (raises on store failure); blocking,
+            run in a worker thread.
+        signer: signs every response; ``None`` only when unsigned responses were asked for.
+        rate: request rate limiter, or ``None``.
+        budget: prediction budget, or ``None``.
+        model_root_digest: hex OMS root digest (sent even when unsigned).
+        max_body: largest accepted request body in bytes (413 beyond).
+    """
+
+    app: ASGIApp
+    verify_token: TokenCheck
+    signer: signing.ResponseSigner | None
+    model_root_digest: str
+    rate: RateLimiter | None = None
+    budget: QueryBudget | None = None
+    max_body: int = DEFAULT_MAX_BODY
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        body = await self._read_body(receive)
+        req_digest = signing.content_digest(body or b"")
+        out = _Buffered(self, scope, req_digest)
+        if body is None:
+            await out.error(send, 413, "REQUEST_TOO_LARGE", f"body over {self.max_body} bytes")
+            return
+        path = scope.get("path", "")
+        call: _Call | None = None
+        if path not in OPEN_PATHS:
+            call, denial = await self._admit(scope, path)
+            if denial is not None:
+                status, code, msg, retry = denial
+                await out.error(send, status, code, msg, retry_after=retry)
+                return
+        replay = _replay(body, receive)
+        token = current_charge.set(self._charger(call) if call is not None else None)
+        try:
+            await self.app(scope, replay, out.capture)
+        finally:
+            current_charge.reset(token)
+        if call is not None and call.denial is not None:
+            d = call.denial
+            await out.error(send, 429, "QUOTA_EXCEEDED", d.reason, retry_after=d.retry_after)
+            return
+        await out.flush(send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                break
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _admit(
+        self, scope: Scope, path: str
+    ) -> tuple[_Call | None, tuple[int, str, str, int | None] | None]:
+        secret = _bearer(scope)
+        if secret is None:
+            return None, (401, "UNAUTHENTICATED", "missing Authorization: Bearer <token>", None)
+        try:
+            info = await anyio.to_thread.run_sync(self.verify_token, secret)
+        except Exception as e:  # any store failure denies (fail closed)
+            log.error("token check failed: %s", e)
+            return None, (503, "TEMPORARILY_UNAVAILABLE", "cannot check the token now", 5)
+        if info is None:
+            return None, (401, "UNAUTHENTICATED", "invalid, expired or revoked token", None)
+        call = _Call(str(info.user))
+        if self.rate is not None and (d := self.rate.take(call.client)) is not None:
+            return call, (429, "RATE_LIMITED", d.reason, d.retry_after)
+        budget = self.budget if path == PREDICT_PATH else None
+        if budget is not None and (d := budget.check(call.client)) is not None:
+            return call, (429, "QUOTA_EXCEEDED", d.reason, d.retry_after)
+        return call, None
+
+    def _charger(self, call: _Call) -> Callable[[int], None]:
+        budget = self.budget
+
+        def charge(n: int) -> None:
+            if budget is None:
+                return
+            denial = budget.charge(call.client, n)
+            if denial is not None:
+                call.denial = denial
+                raise BudgetExhausted(denial.reason)
+
+        return charge
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            text: str = bytes(value).decode("latin-1")
+            scheme, _, cred = text.partition(" ")
+            if scheme.lower() == "bearer" and cred.strip():
+                return cred.strip()
+            return None
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _Buffered:
+    """Collects the app's response, then sends it with digest and signature headers."""
+
+    def __init__(self, layer: GuardLayer, scope: Scope, req_digest: str) -> None:
+        self.layer = layer
+        self.method = str(scope.get("method", "GET"))
+        raw = scope.get("raw_path") or scope.get("path", "/").encode("latin-1")
+        query = scope.get("query_string", b"")
+        self.raw_path = raw.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+        self.req_digest = req_digest
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+
+    async def capture(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            self.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            self.body.append(message.get("body", b""))
+
+    async def error(
+        self,
+        send: Send,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = [(b"content-type", b"application/json")]
+        if status == 401:
+            self.headers.append((b"www-authenticate", b'Bearer realm="mlflow-guard serve"'))
+        if retry_after is not None:
+            self.headers.append((b"retry-after", str(retry_after).encode()))
+        self.body = [json.dumps({"error_code": code, "message": message}).encode()]
+        await self.flush(send)
+
+    async def flush(self, send: Send) -> None:
+        body = b"".join(self.body)
+        headers = [(k, v) for k, v in self.headers if k.lower() not in _STRIP]
+        ctype = next((v for k, v in headers if k.lower() == b"content-type"), None)
+        if ctype is None:
+            ctype = b"application/octet-stream"
+            headers.append((b"content-type", ctype))
+        extra: dict[str, str]
+        signer = self.layer.signer
+        if signer is not None:
+            try:
+                extra = signer.headers_for(
+                    status=self.status,
+                    content_type=ctype.decode("latin-1"),
+                    body=body,
+                    request_body_digest=self.req_digest,
+                    method=self.method,
+                    raw_path=self.raw_path,
+                )
+            except Exception:  # never send an unsigned answer by accident
+                log.exception("response signing failed")
+                await send({"type": "http.response.start", "status": 500, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            extra.pop("Content-Type", None)
+        else:
+            extra = {
+                signing.MODEL_HEADER: f"sha256:{self.layer.model_root_digest}",
+                "Content-Digest": signing.content_digest(body),
+            }
+        headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in extra.items()]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
