@@ -49,3 +49,32 @@ def test_mlflow_sklearn_model_dir_is_clean(tmp_path: Path) -> None:
         report = scan_directory(tmp_path / fmt)
         assert report.safe, [(f.path, f.reason) for f in report.findings]
         assert report.formats.get("pickle") == 1
+
+
+def _torch_state_dict_pickle() -> bytes:
+    """What ``torch.save({"weight": tensor})`` writes to ``archive/data.pkl`` (protocol 2)."""
+    return (
+        b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01"
+        b"X\x06\x00\x00\x00weightq\x02ctorch._utils\n_rebuild_tensor_v2\nq\x03("
+        b"(X\x07\x00\x00\x00storageq\x04ctorch\nFloatStorage\nq\x05X\x01\x00\x00\x000q\x06"
+        b"X\x03\x00\x00\x00cpuq\x07K\x04tq\x08Q"
+        b"K\x00K\x04\x85q\tK\x01\x85q\n\x89ccollections\nOrderedDict\nq\x0b)Rq\x0ctq\rRq\x0e"
+        b"s."
+    )
+
+
+def test_torch_state_dict_zip_is_clean(tmp_path: Path) -> None:
+    import pickletools
+    import zipfile
+
+    data = _torch_state_dict_pickle()
+    assert [op.name for op, _, _ in pickletools.genops(data)][-1] == "STOP"
+    with zipfile.ZipFile(tmp_path / "model.pt", "w") as z:
+        z.writestr("archive/data.pkl", data)
+        z.writestr("archive/data/0", b"\x80\x05" + b"\x00" * 14)  # raw storage: never parsed
+        z.writestr("archive/version", "3\n")
+        z.writestr("archive/byteorder", "little")
+    report = scan_file(tmp_path / "model.pt")
+    assert report.safe, report.findings
+    assert report.formats["torch-zip"] == 1
+    assert report.formats["torch-storage"] == 1
