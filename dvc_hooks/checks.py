@@ -22,7 +22,6 @@ from dvc_hooks import dvcfiles, gitutil, manifests
 from mlflow_guard.core import hashing
 from mlflow_guard.core.errors import EXIT_VIOLATION, GuardError, VerificationError
 from mlflow_guard.core.hashcache import HashCache
-from mlflow_guard.core.hashing import FileEntry, HashAlgorithm
 from mlflow_guard.core.policy import Policy, load_policy
 from mlflow_guard.core.trust import TrustStore
 
@@ -37,24 +36,11 @@ def load(root: Path, policy_path: str | None) -> tuple[Policy, TrustStore]:
     return policy, TrustStore.from_policy(policy)
 
 
-class _AbsPathCache(HashCache):
-    """:class:`HashCache` keyed by the absolute path as listed (no ``resolve()`` per file).
-
-    Entries are found by the path under the repository root that ``git`` reports (already
-    absolute), which saves a ``realpath`` per file: 10,000 of them cost ~0.1 s. The validity
-    check (size, mtime_ns, inode, ctime_ns) is :class:`HashCache`'s own.
-    """
-
-    @staticmethod
-    def _key(entry: FileEntry, algorithm: HashAlgorithm) -> str:
-        return f"{algorithm}:{os.path.abspath(entry.path)}"
-
-
 def open_cache(root: Path, enabled: bool) -> HashCache | None:
     """The opt-in digest cache in the git folder (never committed), or ``None``."""
     if not enabled:
         return None
-    return _AbsPathCache(gitutil.git_path(root, "dvc-guard/hashcache.json"))
+    return HashCache(gitutil.git_path(root, "dvc-guard/hashcache.json"))
 
 
 def index_reader(root: Path) -> manifests.Reader:

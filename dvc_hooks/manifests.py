@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ def _entries(root: Path, out: dvcfiles.DvcOut) -> list[hashing.FileEntry]:
                 hint="fetch it with `dvc pull` / `dvc checkout`, or remove the DVC record",
             )
         return hashing.list_files(p)
+    listed_ns = time.time_ns()
     try:
         st = os.stat(p, follow_symlinks=False)
     except FileNotFoundError:
@@ -63,7 +65,7 @@ def _entries(root: Path, out: dvcfiles.DvcOut) -> list[hashing.FileEntry]:
         ) from None
     if not os.path.isfile(p) or os.path.islink(p):
         raise ManifestMismatch(f"{out.path}: not a regular file", changed=[out.path])
-    return [hashing.FileEntry("", p, st.st_size, st)]
+    return [hashing.FileEntry("", p, st.st_size, st, listed_ns)]
 
 
 def hash_output(
@@ -189,6 +191,7 @@ class Verified:
     outputs: int
     files: int
     bytes: int
+    hash_seconds: float = 0.0
 
 
 def verify_dvc_file(
@@ -248,12 +251,15 @@ def verify_dvc_file(
             hint=f"if the new data is intended, re-sign: `dvc-guard sign {dvc_file}`",
         )
     nfiles = nbytes = 0
+    hash_secs = 0.0
     if check_data:
         for o in outs:
+            t0 = time.perf_counter()
             actual = hash_output(root, o, cache=cache, workers=workers)
+            hash_secs += time.perf_counter() - t0
             signed_out = manifest.output(o.path)
             assert signed_out is not None
             dataset.compare_outputs(signed_out, actual, source=dvc_file)
             nfiles += len(actual.files)
             nbytes += sum(f.size for f in actual.files)
-    return Verified(dvc_file, key, len(outs), nfiles, nbytes)
+    return Verified(dvc_file, key, len(outs), nfiles, nbytes, hash_secs)

@@ -99,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
                 "files": nfiles,
                 "bytes": nbytes,
                 "seconds": round(secs, 3),
+                "hash_seconds": round(sum(v.hash_seconds for v in rep.ok), 3),
             }
         )
     else:

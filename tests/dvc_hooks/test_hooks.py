@@ -146,7 +146,11 @@ def test_pre_commit_framework_try_repo_and_config(
 
 def test_install_from_a_linked_worktree_uses_the_shared_hooks(repo: Path) -> None:
     wt = repo.parent / "wt"
-    sh(["git", "worktree", "add", "-q", str(wt), "-b", "wt-branch"], repo)
+    # DVC's post-checkout hook (from `dvc install` above) must not run in the new worktree.
+    sh(
+        ["git", "-c", "core.hooksPath=/nonexistent", "worktree", "add", "-q", str(wt), "-b", "wt"],
+        repo,
+    )
     try:
         hooks = Path(sh(["git", "rev-parse", "--git-path", "hooks"], wt).stdout.strip())
         hooks = hooks if hooks.is_absolute() else wt / hooks
