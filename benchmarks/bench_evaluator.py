@@ -62,7 +62,9 @@ def main() -> None:
     for name, out, total in rows:
         rob = out["robustness"]
         kind = (
-            "exact (closed form)" if rob["exact"] else f"HopSkipJump, {rob['budget']['queries']} q"
+            "exact (closed form)"
+            if rob["exact"]
+            else f"HopSkipJump, {rob['budget']['queries']} queries"
         )
         print(
             f"| {name} | {kind} | {rob['seconds']:.2f} | {out['membership']['seconds']:.2f} | "

@@ -43,6 +43,15 @@ def feature_scale(x: Array, scale: str) -> Array:
 
 
 def _summary(dist: Array, correct: np.ndarray[Any, Any], x: Array, eps: float) -> dict[str, float]:
+    if len(x) == 0:  # nothing was attacked within the budget: no claim at all
+        nan = float("nan")
+        return {
+            "robust_accuracy": nan,
+            "median_perturbation_l2": nan,
+            "median_relative_perturbation": nan,
+            "robustness_epsilon": eps,
+            "robustness_points": 0.0,
+        }
     robust = correct & (dist > eps)
     finite = dist[correct & np.isfinite(dist)]
     rel = finite / np.maximum(np.linalg.norm(x[correct & np.isfinite(dist)], axis=1), 1e-12)
@@ -115,22 +124,26 @@ def _hopskipjump(
     start = time.monotonic()
     pred0 = t.labels(xs * sigma)
     dist = np.full(len(xs), np.inf)
-    attacked = 0
-    for i in range(len(xs)):
-        if pred0[i] != ys[i]:
-            dist[i] = 0.0
-            continue
-        if time.monotonic() - start > cfg.max_seconds or t.queries >= cfg.max_queries:
-            break
-        try:
-            adv = attack.generate(xs[i : i + 1])
-        except BudgetExceeded:
-            break
-        attacked += 1
-        if t.predict_labels(adv * sigma)[0] != pred0[i]:  # verification query, not counted
-            dist[i] = float(np.linalg.norm(adv[0] - xs[i]))
-    done = attacked + int((pred0 != ys).sum())
-    considered = slice(0, max(done, 1))
+    attacked = done = 0
+    saved = np.random.get_state()  # HopSkipJump draws from numpy's global RNG
+    np.random.seed(seed)
+    try:
+        for i in range(len(xs)):
+            if pred0[i] != ys[i]:
+                dist[i], done = 0.0, i + 1
+                continue
+            if time.monotonic() - start > cfg.max_seconds or t.queries >= cfg.max_queries:
+                break
+            try:
+                adv = attack.generate(xs[i : i + 1])
+            except BudgetExceeded:
+                break
+            attacked, done = attacked + 1, i + 1
+            if t.predict_labels(adv * sigma)[0] != pred0[i]:  # verification, not counted
+                dist[i] = float(np.linalg.norm(adv[0] - xs[i]))
+    finally:
+        np.random.set_state(saved)
+    considered = slice(0, done)
     correct = (pred0 == ys)[considered]
     metrics = _summary(dist[considered], correct, xs[considered], cfg.epsilon)
     metrics["robustness_points"] = float(done)
@@ -166,11 +179,11 @@ def _line_search(
     start = time.monotonic()
     pred0 = t.labels(xs * sigma)
     dist = np.full(len(xs), np.inf)
-    attacked = 0
+    attacked = done = 0
     try:
         for i in range(len(xs)):
             if pred0[i] != ys[i]:
-                dist[i] = 0.0
+                dist[i], done = 0.0, i + 1
                 continue
             if time.monotonic() - start > cfg.max_seconds:
                 break
@@ -190,10 +203,10 @@ def _line_search(
                     else:
                         lo = mid
                 dist[i] = min(dist[i], hi)
+            done = i + 1
     except BudgetExceeded:
         pass
-    done = attacked + int((pred0 != ys).sum())
-    considered = slice(0, max(done, 1))
+    considered = slice(0, done)
     correct = (pred0 == ys)[considered]
     metrics = _summary(dist[considered], correct, xs[considered], cfg.epsilon)
     metrics["robustness_points"] = float(done)

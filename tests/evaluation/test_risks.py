@@ -134,3 +134,13 @@ def test_labels_only_model_uses_gap_attack(split: Any, forest: Any) -> None:
     res = membership.evaluate(t, xt, yt, xe, ye, MembershipConfig(bootstrap_rounds=20), 0)
     assert "labels only" in res["attack"]
     assert res["metrics"]["membership_auc"] >= 0.5
+
+
+def test_exhausted_budget_makes_no_robustness_claim(split: Any, forest: Any) -> None:
+    _, _, xe, ye = split
+    correct = np.flatnonzero(forest.predict(xe) == ye)[:5]
+    cfg = RobustnessConfig(attack="line_search", samples=5, max_queries=100, max_seconds=1e-9)
+    res = robustness.evaluate(target.from_estimator(forest), xe[correct], ye[correct], cfg, 0)
+    assert res["metrics"]["robustness_points"] == 0.0
+    assert np.isnan(res["metrics"]["robust_accuracy"])  # unattacked points are not "robust"
+    assert "guard.robust_accuracy" not in assess.flat_metrics({"robustness": res})
