@@ -35,6 +35,7 @@ from mlflow_guard.registry.subject import VersionFacts, establish
 REGISTRY_ENDPOINTS = frozenset(
     {
         "_create_model_version",
+        "_create_registered_model",
         "_set_registered_model_alias",
         "_delete_registered_model_alias",
         "_transition_stage",
@@ -62,6 +63,13 @@ class Evaluation:
 def _str(params: Any, name: str) -> str:
     v = params.get(name) if isinstance(params, dict) else None
     return "" if v is None else str(v)
+
+
+def _tag_keys(params: dict[str, Any]) -> list[str]:
+    tags = params.get("tags")
+    if not isinstance(tags, list):
+        return []
+    return [str(t.get("key", "")) for t in tags if isinstance(t, dict)]
 
 
 class RegistryGuard:
@@ -133,7 +141,17 @@ class RegistryGuard:
             return None
         p = body if isinstance(body, dict) else {}
         name = _str(p, "name")
-        if endpoint == "_create_model_version":
+        if endpoint in ("_create_model_version", "_create_registered_model"):
+            protected = [Target("tag", k) for k in _tag_keys(p) if self.rule_for(Target("tag", k))]
+            if protected:
+                return Decision.deny(
+                    "protected-tag",
+                    f"protected {', '.join(map(str, protected))} cannot be set at creation: "
+                    "request a promotion after registration "
+                    "(`mlflow-guard promote request NAME VERSION --to tag:KEY`)",
+                )
+            if endpoint == "_create_registered_model":
+                return None
             return self._register(p, name)
         if endpoint == "_set_registered_model_alias":
             return self._set(name, _str(p, "version"), Target("alias", _str(p, "alias")))
@@ -223,9 +241,11 @@ class RegistryGuard:
                 return []  # MLflow answers 404 itself
             raise
         held: list[Target] = []
-        for a in rm.aliases or []:
-            if version is None or str(a.version) == str(version):
-                held.append(Target("alias", a.alias))
+        raw = rm.aliases or {}
+        pairs = raw.items() if isinstance(raw, dict) else ((a.alias, a.version) for a in raw)
+        for alias, v in pairs:
+            if version is None or str(v) == str(version):
+                held.append(Target("alias", str(alias)))
         if version is None:
             esc = name.replace("'", "\\'")
             versions = list(reg.search_model_versions(f"name = '{esc}'", max_results=10_000))

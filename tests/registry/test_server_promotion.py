@@ -54,9 +54,7 @@ def new_version(
     except MlflowException as e:
         if e.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    mv = client.create_model_version(
-        name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id
-    )
+    mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
     return str(mv.version), run.info.run_id
 
 
@@ -84,6 +82,11 @@ def signed(env: Env, key: str, name: str, version: str, digest: str, **kw: Any) 
     return approvals.create_signed(name, version, target, digest, env.signers[key], **kw).to_json()
 
 
+def expect(r: requests.Response, code: int, needle: str) -> None:
+    assert r.status_code == code, r.text
+    assert needle in r.text, r.text
+
+
 def denied(exc: pytest.ExceptionInfo[MlflowException], *needles: str) -> None:
     text = str(exc.value)
     assert "PERMISSION_DENIED" in text or "403" in text, text
@@ -91,7 +94,9 @@ def denied(exc: pytest.ExceptionInfo[MlflowException], *needles: str) -> None:
         assert n in text, f"{n!r} not in {text}"
 
 
-def test_unsigned_model_is_not_registered(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_unsigned_model_is_not_registered(
+    reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     alice = client_as(reg_env, "alice", monkeypatch)
     with pytest.raises(MlflowException) as e:
         new_version(reg_env, alice, "fraud-unsigned", tmp_path, signer=None)
@@ -117,7 +122,8 @@ def test_full_flow_then_tampering_blocks(
     v, run_id = new_version(reg_env, alice, name, tmp_path)
     tags = alice.get_model_version(name, v).tags
     assert tags["mlflow_guard.signer_key_id"] == reg_env.signers["ci"].key_id
-    assert tags["mlflow_guard.scan"] == "clean" and tags["mlflow_guard.user"] == "alice"
+    assert tags["mlflow_guard.scan"] == "clean"
+    assert tags["mlflow_guard.user"] == "alice"
     digest = tags["mlflow_guard.root_sha256"]
 
     with pytest.raises(MlflowException) as e:
@@ -126,16 +132,17 @@ def test_full_flow_then_tampering_blocks(
     assert aliases(alice, name) == {}
 
     r = api(reg_env, "alice", "request", name=name, version=v, target="alias:production")
-    assert r.status_code == 200 and r.json()["request"]["state"] == "pending", r.text
+    expect(r, 200, "pending")
     # alice (the run and version creator) holds no reviewer role: refused with the reason
     r = api(reg_env, "alice", "approve", name=name, version=v, target="alias:production")
-    assert r.status_code == 403 and "may not approve" in r.json()["message"], r.text
+    expect(r, 403, "may not approve")
     r = api(reg_env, "bob", "approve", name=name, version=v, target="alias:production")
-    assert r.status_code == 200 and not r.json()["promoted"], r.text
+    expect(r, 200, "counted")
+    assert r.json()["promoted"] is False
     assert [a["approver"] for a in r.json()["status"]["counted"]] == ["bob"]
     # duplicate approval: refused, still one counted
     r = api(reg_env, "bob", "approve", name=name, version=v, target="alias:production")
-    assert r.status_code == 409 and "counts once" in r.json()["message"], r.text
+    expect(r, 409, "counts once")
     # bob's signed approval is the same person: it does not count twice
     r = api(reg_env, "alice", "approve", envelope=signed(reg_env, "bob", name, v, digest))
     st = status(reg_env, "alice", name, v, "alias:production")
@@ -143,10 +150,12 @@ def test_full_flow_then_tampering_blocks(
     assert aliases(alice, name) == {}
     # carol's signed approval, submitted by alice: requirements met -> promoted exactly once
     r = api(reg_env, "alice", "approve", envelope=signed(reg_env, "carol", name, v, digest))
-    assert r.status_code == 200 and r.json()["promoted"] is True, r.text
+    expect(r, 200, "counted")
+    assert r.json()["promoted"] is True
     assert aliases(alice, name) == {"production": v}
     st = status(reg_env, "bob", name, v, "alias:production")
-    assert st["requests"][0]["state"] == "promoted" and st["status"]["allowed"]
+    assert st["requests"][0]["state"] == "promoted"
+    assert st["status"]["allowed"]
     assert st["status"]["gates"] == [
         {"metric": "accuracy", "expression": ">= 0.9", "value": 0.95, "passed": True}
     ]
@@ -189,13 +198,15 @@ def test_denied_approvals(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_pat
          403, "may not approve"),
     ]  # fmt: skip
     for r, code, needle in cases:
-        assert r.status_code == code and needle in r.json()["message"], r.text
+        expect(r, code, needle)
     # approval for another target: recorded for stage:Production, does not count for the alias
-    r = api(reg_env, "alice", "approve", envelope=signed(
-        reg_env, "carol", name, v, digest, target=approvals.Target("stage", "Production")))  # fmt: skip
+    stage = approvals.Target("stage", "Production")
+    env = signed(reg_env, "carol", name, v, digest, target=stage)
+    r = api(reg_env, "alice", "approve", envelope=env)
     assert r.status_code == 200, r.text
     st = status(reg_env, "alice", name, v, "alias:production")
-    assert st["status"]["counted"] == [] and not st["status"]["allowed"]
+    assert st["status"]["counted"] == []
+    assert not st["status"]["allowed"]
     with pytest.raises(MlflowException) as e:
         bob.set_registered_model_alias(name, "production", v)
     denied(e, "0 of 2 required approvals")
@@ -218,12 +229,18 @@ def test_missing_metric_and_rejection(
     # rejection outstanding blocks the protected tag (1 approval needed, bob approved)
     assert api(reg_env, "carol", "reject", name=name, version=v, target="tag:release",
                comment="bias audit pending").status_code == 200  # fmt: skip
-    assert api(reg_env, "bob", "approve", name=name, version=v, target="tag:release").status_code == 200
+    assert (
+        api(reg_env, "bob", "approve", name=name, version=v, target="tag:release").status_code
+        == 200
+    )
     with pytest.raises(MlflowException) as e:
         alice.set_model_version_tag(name, v, "release", "yes")
     denied(e, "rejected by carol", "bias audit pending")
     assert "release" not in alice.get_model_version(name, v).tags
-    assert api(reg_env, "carol", "withdraw", name=name, version=v, target="tag:release").status_code == 200
+    assert (
+        api(reg_env, "carol", "withdraw", name=name, version=v, target="tag:release").status_code
+        == 200
+    )
     alice.set_model_version_tag(name, v, "release", "yes")
     assert alice.get_model_version(name, v).tags["release"] == "yes"
 
@@ -233,15 +250,25 @@ def test_bypass_attempts(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path
     name = "fraud-bypass"
     v1, _ = new_version(reg_env, alice, name, tmp_path)
     for who in ("bob", "carol"):
-        assert api(reg_env, who, "approve", name=name, version=v1, target="alias:production").status_code == 200
+        assert (
+            api(
+                reg_env, who, "approve", name=name, version=v1, target="alias:production"
+            ).status_code
+            == 200
+        )
     alice.set_registered_model_alias(name, "production", v1)
     v2, _ = new_version(reg_env, alice, name, tmp_path)
     url = reg_env.url
     # raw REST on /ajax-api and /api: moving the alias to the unapproved v2
     for prefix in ("/ajax-api/2.0", "/api/2.0"):
-        r = requests.post(f"{url}{prefix}/mlflow/registered-models/alias", auth=auth("alice"),
-                          json={"name": name, "alias": "production", "version": v2}, timeout=60)  # fmt: skip
-        assert r.status_code == 403 and "required approvals" in r.text, r.text
+        body = {"name": name, "alias": "production", "version": v2}
+        r = requests.post(
+            f"{url}{prefix}/mlflow/registered-models/alias",
+            auth=auth("alice"),
+            json=body,
+            timeout=60,
+        )
+        expect(r, 403, "required approvals")
     # legacy stage transition
     with pytest.raises(MlflowException) as e:
         alice.transition_model_version_stage(name, v2, "Production")
@@ -270,9 +297,10 @@ def test_bypass_attempts(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path
         alice.copy_model_version(f"models:/{name}/{v2}", "fraud-copy")
     assert alice.search_model_versions("name = 'fraud-copy'") == []
     # GraphQL: server-admin only
-    r = requests.post(f"{url}/graphql", auth=auth("alice"), timeout=60,
-                      json={"query": "{ mlflowSearchModelVersions(input: {}) { modelVersions { name } } }"})  # fmt: skip
+    query = "{ mlflowSearchModelVersions(input: {}) { modelVersions { name } } }"
+    r = requests.post(f"{url}/graphql", auth=auth("alice"), timeout=60, json={"query": query})
     assert r.status_code == 403, r.text
     assert aliases(alice, name) == {"production": v1}
     mv2 = alice.get_model_version(name, v2)
-    assert mv2.current_stage == "None" and "release" not in mv2.tags
+    assert mv2.current_stage == "None"
+    assert "release" not in mv2.tags
