@@ -25,6 +25,7 @@ access:
   - {{role: reviewer, allow: [read], experiments: "*", models: "*"}}
   - {{role: platform, allow: [read, log, register, approve, promote, admin], experiments: "*",
      models: "*"}}
+registry: {{require_signature: false, scan_model_files: false}}
 storage: {{database_uri: "{guard_db}"}}
 """
 
@@ -115,7 +116,7 @@ def start_guard(
 def wait_ready(server: Server) -> None:
     """Wait until the server's ``/health`` answers (stop it and raise on failure)."""
     proc, log = server.proc, server.log
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"guard server exited {proc.returncode}:\n{log.read_text()[-4000:]}")
