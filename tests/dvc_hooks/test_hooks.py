@@ -39,7 +39,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory, dataset_keys: Keys) -> Path:
     return root
 
 
-def test_git_hooks_chain_with_dvc_install_and_block(repo: Path, dataset_keys: Keys) -> None:
+def test_git_hooks_chain_with_dvc_install_and_block(
+    repo: Path, dataset_keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hooks = repo / ".git" / "hooks"
     sh(["dvc", "install"], repo)
     dvc_pre_commit = (hooks / "pre-commit").read_text()
@@ -76,6 +78,14 @@ def test_git_hooks_chain_with_dvc_install_and_block(repo: Path, dataset_keys: Ke
     assert proc.returncode != 0
     assert "signs another version of data/train.csv.dvc" in proc.stderr
     assert sh(["git", "ls-remote", "origin", "main"], repo).stdout.split()[0] == remote
+    # The same check as the pre-commit framework's pre-push stage calls it (refs in env vars).
+    monkeypatch.setenv("PRE_COMMIT_FROM_REF", remote)
+    monkeypatch.setenv("PRE_COMMIT_TO_REF", _head(repo))
+    proc = guard(repo, "verify", "--pre-push")
+    assert proc.returncode == 1
+    assert f"data/train.csv.dvc @ {_head(repo)[:10]}" in proc.stderr
+    monkeypatch.setenv("PRE_COMMIT_TO_REF", remote)
+    assert guard(repo, "verify", "--pre-push", "--no-data").returncode == 0
     sh(["git", "reset", "-q", "--hard", "HEAD~1"], repo)
     sh(["dvc", "checkout", "-q", "-f"], repo)
 
