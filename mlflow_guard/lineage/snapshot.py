@@ -44,6 +44,7 @@ class Snapshot:
     problems: tuple[str, ...] = ()
     collected_at: float = field(default_factory=time.time)
     elapsed_ms: float = 0.0
+    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def status(self) -> str:
@@ -51,13 +52,18 @@ class Snapshot:
         return "partial" if self.problems else "ok"
 
     def datasets_json(self) -> list[dict[str, Any]]:
-        """The DVC outputs as JSON-ready dicts."""
-        return [d.to_json() for d in self.datasets]
+        """The DVC outputs as JSON-ready dicts (computed once)."""
+        if "datasets" not in self._memo:
+            self._memo["datasets"] = [d.to_json() for d in self.datasets]
+        out: list[dict[str, Any]] = self._memo["datasets"]
+        return out
 
     @property
     def datasets_sha256(self) -> str:
-        """Digest of the canonical JSON list of DVC outputs."""
-        return _digest(self.datasets_json())
+        """Digest of the canonical JSON list of DVC outputs (computed once)."""
+        if "datasets_sha256" not in self._memo:
+            self._memo["datasets_sha256"] = _digest(self.datasets_json())
+        return str(self._memo["datasets_sha256"])
 
     def to_json(self) -> dict[str, Any]:
         """The full document (logged as the run artifact ``guard/lineage.json``)."""
@@ -87,9 +93,11 @@ class Snapshot:
     @property
     def sha256(self) -> str:
         """Digest of the document without its collection time (identifies the snapshot)."""
-        doc = self.to_json()
-        doc.pop("collected_at")
-        return _digest(doc)
+        if "sha256" not in self._memo:
+            doc = self.to_json()
+            doc.pop("collected_at")
+            self._memo["sha256"] = _digest(doc)
+        return str(self._memo["sha256"])
 
     def tags(self) -> dict[str, str]:
         """Run tags under ``guard.lineage.`` (values short; the full list is an artifact)."""

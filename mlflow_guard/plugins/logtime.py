@@ -88,6 +88,37 @@ def _ms(t: int | None) -> datetime | None:
     return datetime.fromtimestamp(t / 1000, tz=UTC) if t else None
 
 
+def _mlmodel_run_id(local_dir: Path) -> str:
+    """The run id MLflow wrote into ``MLmodel`` (no tracking-server round trip, no YAML parse
+    for the top-level ``run_id: <hex>`` line MLflow writes; YAML otherwise)."""
+    try:
+        text = (local_dir / "MLmodel").read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if line.startswith("run_id: ") and line[8:].strip().isalnum():
+            return line[8:].strip()
+    import yaml
+
+    try:
+        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    except yaml.YAMLError:
+        return ""
+    return str(doc.get("run_id") or "") if isinstance(doc, dict) else ""
+
+
+def _run(client: Any, run_id: str) -> Any:
+    """The run: the active run object when it is that run (no round trip), else fetched."""
+    if not run_id:
+        return None
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        return active
+    return client.get_run(run_id)
+
+
 def before_upload(client: Any, model_id: str, local_dir: Path) -> None:
     """Write provenance and signature into ``local_dir``; record the outcome. Never raises."""
     if not (local_dir / "MLmodel").is_file():
@@ -114,16 +145,15 @@ def _before_upload(client: Any, model_id: str, local_dir: Path) -> None:
     except GuardError as e:
         signer, key_error = None, e.diagnostics()
         _logger.error("mlflow-guard: model %s will NOT be signed: %s", model_id, key_error)
-    logged = client.get_logged_model(model_id)
-    run_id = logged.source_run_id or ""
-    run = client.get_run(run_id) if run_id else None
+    run_id = _mlmodel_run_id(local_dir)
+    run = _run(client, run_id)
     tags = run.data.tags if run is not None else {}
     snap = _snapshots.get(tags.get(lineage.TAG_PREFIX + "sha256", ""))
     if snap is None:
         snap = lineage.collect()
     info = provenance.RunInfo(
         run_id=run_id,
-        experiment_id=str(logged.experiment_id or ""),
+        experiment_id=str(run.info.experiment_id) if run is not None else "",
         model_id=model_id,
         user=run.info.user_id if run is not None else "",
         started_on=_ms(run.info.start_time) if run is not None else None,
@@ -131,7 +161,7 @@ def _before_upload(client: Any, model_id: str, local_dir: Path) -> None:
     entry = tags.get("mlflow.source.name", "") or (sys.argv[0] if sys.argv else "")
     prepared = attest.prepare(
         local_dir,
-        model_name=logged.name or model_id,
+        model_name=model_id,
         snapshot=snap,
         run=info,
         signer=signer,
@@ -146,6 +176,23 @@ def _before_upload(client: Any, model_id: str, local_dir: Path) -> None:
     if prepared.root_digest:
         out["guard.model.root_sha256"] = prepared.root_digest
     client.set_logged_model_tags(model_id, out)
-    if run_id and run_id not in _logged_runs:
-        client.log_dict(run_id, snap.to_json(), lineage.ARTIFACT_PATH)
+    if run is not None and run_id not in _logged_runs:
+        _log_lineage_artifact(run.info.artifact_uri, snap.to_json())
         _logged_runs.add(run_id)
+
+
+def _log_lineage_artifact(artifact_uri: str, doc: dict[str, Any]) -> None:
+    """Write ``guard/lineage.json`` into the run's artifacts (no extra tracking round trip)."""
+    import json
+    import tempfile
+
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from mlflow_guard.lineage import snapshot as lineage
+
+    folder, name = lineage.ARTIFACT_PATH.rsplit("/", 1)
+    with tempfile.TemporaryDirectory(prefix="mlflow-guard-") as tmp:
+        path = Path(tmp, name)
+        path.write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
+        repo: Any = get_artifact_repository(artifact_uri)
+        repo.log_artifact(str(path), folder)
