@@ -160,7 +160,7 @@ def _fast_dvc(text: str) -> dict[str, Any] | None:
         key, sep, val = line[2:].partition(": ")
         if not sep or not key.isidentifier() or not _PLAIN.match(val) or key in cur:
             return None
-        if key in ("size", "nfiles") and val.isdigit():
+        if key in ("size", "nfiles") and val.isdigit() and (val == "0" or val[0] != "0"):
             cur[key] = int(val)
         elif _NUMBERISH.match(val) or val.lower() in _SPECIAL:
             return None

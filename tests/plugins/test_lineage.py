@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlflow_guard.lineage import dvc, environment, snapshot
 from mlflow_guard.lineage.git import strip_credentials
@@ -181,3 +183,44 @@ def test_provider_resolves_in_fresh_interpreter(workspace: Workspace, tmp_path: 
     p = fresh_python(code, workspace.repo)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == git(workspace.repo, "rev-parse", "HEAD")
+
+
+_VALUES = ["train.csv", "data/x.csv", "abc123", "0123", "1.5", "true", "No", "~", "a b", "'q'"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    entries=st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["md5", "size", "hash", "path", "nfiles", "cache"]),
+                st.sampled_from([*_VALUES, "42", "md5"]),
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_dvc_fast_path_agrees_with_yaml(entries: list[list[tuple[str, str]]]) -> None:
+    """Whenever the fast parser answers, it answers exactly what YAML says."""
+    import yaml
+
+    lines = ["outs:"]
+    for entry in entries:
+        for i, (k, v) in enumerate(entry):
+            lines.append(f"{'- ' if i == 0 else '  '}{k}: {v}")
+    text = "\n".join(lines) + "\n"
+    fast = dvc._fast_dvc(text)
+    if fast is not None:
+        assert fast == yaml.safe_load(text)
+
+
+def test_dvc_cache_sees_edits(tmp_path: Path) -> None:
+    (tmp_path / ".dvc").mkdir()
+    f = tmp_path / "a.csv.dvc"
+    f.write_text("outs:\n- md5: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n  path: a.csv\n")
+    assert dvc.collect(tmp_path)[0][0].md5 == "a" * 32
+    f.write_text("outs:\n- md5: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n  path: a.csv\n")
+    assert dvc.collect(tmp_path)[0][0].md5 == "b" * 32
