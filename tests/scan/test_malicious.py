@@ -100,3 +100,10 @@ def test_huge_claimed_length_is_not_allocated(tmp_path: Path) -> None:
     # the same bytes under a pickle name fail closed
     (tmp_path / "blob.pkl").write_bytes((tmp_path / "blob.dat").read_bytes())
     assert "malformed" in scan_file(tmp_path / "blob.pkl").findings[0].reason
+
+
+def test_text_file_looking_like_a_global_is_not_reported(tmp_path: Path) -> None:
+    (tmp_path / "CHANGES").write_text("changes\nsince 1.0\n- fixed things\n")
+    assert scan_file(tmp_path / "CHANGES").safe
+    (tmp_path / "NOTES").write_text("cos\nsystem\n(S'id'\ntR.")  # but a real payload is
+    assert scan_file(tmp_path / "NOTES").imports == ["os.system"]

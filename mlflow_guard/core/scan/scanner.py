@@ -10,8 +10,8 @@ Dispatch is by magic bytes first, then by name:
 * pickles (protocol 2–5 magic, or any stream under a pickle-like name) are walked opcode by
   opcode; every import must be on the allowlist; a parse error is a finding (fail closed);
 * ``.safetensors`` and ``.onnx`` are validated as such (a mismatch is a finding);
-* any other file is walked as a possible protocol 0/1 pickle and reported only if it would
-  import or call something before failing (a text file fails on its first bytes and is ignored).
+* any other file is walked as a possible protocol 0/1 pickle; if it does not parse, it is
+  reported only if it would call something before failing (text fails on its first bytes).
 """
 
 from __future__ import annotations
@@ -80,10 +80,15 @@ def _scan_pickles(ctx: _Ctx, label: str, stream: IO[bytes], *, strict: bool) -> 
                 return
             stream = io.BufferedReader(_Prefixed(stream, byte), 1 << 16)
         res = _walker.walk(stream)
-        if res.error and not res.acted and not (strict and first):
-            if first:
-                ctx.report.count("other")
-            return
+        if res.error and not (strict and first):
+            # Not a pickle unless it got far enough to matter. An unknown file must reach a
+            # call (text whose first line reads like a protocol-0 GLOBAL is not a payload);
+            # data trailing a pickle must at least import something.
+            harmless = not (res.calls or res.problems) if first else not res.acted
+            if harmless:
+                if first:
+                    ctx.report.count("other")
+                return
         if first:
             ctx.report.count("pickle")
         bad = tuple(
