@@ -18,6 +18,7 @@ USERS = {
     "alice": "alice-Passw0rd-1",
     "bob": "bob-Passw0rd-1",
     "carol": "carol-Passw0rd-1",
+    "dave": "dave-Passw0rd-1",
     "mallory": "mallory-Passw0rd-1",
 }
 KEY_NAMES = ("ci", "rogue", "bob", "carol", "dave")
