@@ -5,6 +5,10 @@ Each denial is asserted with its reason and with the alias/stage/tag unchanged a
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -304,3 +308,38 @@ def test_bypass_attempts(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path
     mv2 = alice.get_model_version(name, v2)
     assert mv2.current_stage == "None"
     assert "release" not in mv2.tags
+
+
+def _cli(env: Env, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    e = {**os.environ, "MLFLOW_TRACKING_URI": env.url, "MLFLOW_TRACKING_USERNAME": user,
+         "MLFLOW_TRACKING_PASSWORD": auth(user)[1]}  # fmt: skip
+    e.pop("MLFLOW_TRACKING_TOKEN", None)
+    cmd = [sys.executable, "-m", "mlflow_guard.cli", *args]
+    return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_cli_promote(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    alice = client_as(reg_env, "alice", monkeypatch)
+    name = "fraud-cli"
+    v, _ = new_version(reg_env, alice, name, tmp_path)
+    r = _cli(reg_env, "alice", "promote", "request", name, v, "--to", "production")
+    assert r.returncode == 0, r.stderr
+    assert "0 of 2 required approvals" in r.stdout
+    r = _cli(reg_env, "bob", "promote", "approve", name, v, "--to", "production")
+    assert r.returncode == 0, r.stderr
+    r = _cli(reg_env, "bob", "promote", "approve", name, v, "--to", "production")
+    assert r.returncode == 1
+    assert "counts once" in r.stderr + r.stdout
+    key = tmp_path / "carol.key"
+    key.write_bytes(keys.private_pem(reg_env.signers["carol"].private_key))
+    digest = alice.get_model_version(name, v).tags["mlflow_guard.root_sha256"]
+    out = tmp_path / "carol-approval.json"
+    r = _cli(reg_env, "carol", "approve", name, v, "--to", "production", "--key", str(key),
+             "--root-digest", digest, "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = _cli(reg_env, "alice", "promote", "approve", "--file", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["promoted"] is True
+    assert aliases(alice, name) == {"production": v}
+    r = _cli(reg_env, "alice", "promote", "list", "--state", "all")
+    assert f"{name} v{v} -> alias:production  promoted" in r.stdout
