@@ -64,6 +64,7 @@ def start_guard(
     policy_text: str | None = None,
     wait: bool = True,
     artifacts: str | None = None,
+    server_opts: tuple[str, ...] = (),
 ) -> Server:
     """Start ``mlflow-guard server``; with ``wait``, until ``/health`` answers."""
     root.mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,7 @@ def start_guard(
         str(port),
         "--workers",
         str(workers),
+        *server_opts,
     ]
     with log.open("wb") as fh:
         proc = subprocess.Popen(
