@@ -30,6 +30,7 @@ from mlflow_guard.core.policy.registry import (
     ProtectedTarget,
     RegistryPolicy,
 )
+from mlflow_guard.core.policy.scan import ScanPolicy
 from mlflow_guard.core.policy.storage import StoragePolicy
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "ProtectedTarget",
     "Purpose",
     "RegistryPolicy",
+    "ScanPolicy",
     "StoragePolicy",
     "ValidationRule",
     "find_policy",
@@ -73,6 +75,7 @@ class Policy(StrictModel):
     datasets: DatasetPolicy = Field(default_factory=DatasetPolicy)
     feedback: FeedbackPolicy = Field(default_factory=FeedbackPolicy)
     storage: StoragePolicy = Field(default_factory=StoragePolicy)
+    scan: ScanPolicy = Field(default_factory=ScanPolicy)
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @property
