@@ -16,56 +16,19 @@ import posixpath
 import re
 import subprocess
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mlflow_guard.lineage import _diskcache
+from mlflow_guard.lineage.dvc_types import DvcOutput
+
+__all__ = ["DvcOutput", "collect", "find_root"]
+
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SKIP_DIRS = {".git", ".dvc", ".venv", "node_modules", "__pycache__"}
-
-
-@dataclass(frozen=True)
-class DvcOutput:
-    """One DVC-tracked output.
-
-    Attributes:
-        path: POSIX path relative to the DVC repository root.
-        source: the ``.dvc`` file or ``dvc.lock`` (with stage) that declares it.
-        md5: DVC's md5 (``….dir`` for directories).
-        hash_kind: ``md5`` or ``md5-dos2unix`` (legacy entries).
-        size: bytes, when DVC recorded it.
-        nfiles: number of files for a directory output.
-        sha256: manifest digest from the dataset signature sidecar, when present.
-        file_sha256: sha256 of the file itself (single-file outputs), from the same sidecar.
-        signature: path of that sidecar (relative to the DVC root), when present.
-    """
-
-    path: str
-    source: str
-    md5: str
-    hash_kind: str
-    size: int | None = None
-    nfiles: int | None = None
-    sha256: str = ""
-    file_sha256: str = ""
-    signature: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict without empty fields."""
-        d = {
-            "path": self.path,
-            "source": self.source,
-            "md5": self.md5,
-            "hash_kind": self.hash_kind,
-            "size": self.size,
-            "nfiles": self.nfiles,
-            "sha256": self.sha256,
-            "file_sha256": self.file_sha256,
-            "signature": self.signature,
-        }
-        return {k: v for k, v in d.items() if v not in ("", None)}
 
 
 def find_root(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -137,6 +100,8 @@ _PLAIN = re.compile(r"^[A-Za-z0-9_./-]+$")
 _NUMBERISH = re.compile(r"^[0-9._eE+-]+$")
 _cache_lock = threading.Lock()
 _cache: dict[str, tuple[Any, tuple[list[DvcOutput], list[str]]]] = {}
+_loaded: set[str] = set()
+_dirty: set[str] = set()
 
 
 def _fast_dvc(text: str) -> dict[str, Any] | None:
@@ -230,6 +195,7 @@ def _outputs_of(root: Path, rel: str) -> tuple[list[DvcOutput], list[str]]:
     result = _parse_outputs(full, rel)
     with _cache_lock:
         _cache[full] = (sig, result)
+        _dirty.add(str(root))
     return result
 
 
@@ -285,9 +251,22 @@ def collect(root: Path) -> tuple[list[DvcOutput], list[str]]:
     """
     outputs: list[DvcOutput] = []
     problems: list[str] = []
-    for rel in _list_dvc_files(root):
+    key = str(root)
+    if key not in _loaded:
+        disk = _diskcache.load(root)
+        with _cache_lock:
+            for k, v in disk.items():
+                _cache.setdefault(k, v)
+            _loaded.add(key)
+    files = _list_dvc_files(root)
+    for rel in files:
         outs, probs = _outputs_of(root, rel)
         outputs.extend(outs)
         problems.extend(probs)
+    if key in _dirty:
+        with _cache_lock:
+            _dirty.discard(key)
+            mine = {os.path.join(root, r): _cache[os.path.join(root, r)] for r in files}
+        _diskcache.save(root, mine)
     outputs.sort(key=lambda o: o.path)
     return outputs, problems

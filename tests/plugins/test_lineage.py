@@ -224,3 +224,29 @@ def test_dvc_cache_sees_edits(tmp_path: Path) -> None:
     assert dvc.collect(tmp_path)[0][0].md5 == "a" * 32
     f.write_text("outs:\n- md5: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n  path: a.csv\n")
     assert dvc.collect(tmp_path)[0][0].md5 == "b" * 32
+
+
+def test_dvc_disk_cache_reused_invalidated_and_never_trusted_blindly(tmp_path: Path) -> None:
+    from mlflow_guard.lineage import _diskcache
+
+    (tmp_path / ".dvc").mkdir()
+    f = tmp_path / "a.csv.dvc"
+    f.write_text("outs:\n- md5: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n  path: a.csv\n")
+    dvc.collect(tmp_path)
+    cache = tmp_path / _diskcache.CACHE_REL
+    assert cache.is_file()
+
+    def fresh_process_collect() -> str:
+        dvc._cache.clear()
+        dvc._loaded.clear()
+        return dvc.collect(tmp_path)[0][0].md5
+
+    doc = json.loads(cache.read_text())
+    (entry,) = doc["entries"].values()
+    entry["outputs"][0]["md5"] = "c" * 32  # a cached claim for the same stat signature
+    cache.write_text(json.dumps(doc))
+    assert fresh_process_collect() == "c" * 32  # reused while the file is unchanged
+    f.write_text("outs:\n- md5: bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n  path: a.csv\n")
+    assert fresh_process_collect() == "b" * 32  # any change invalidates it
+    cache.write_text("{not json")
+    assert fresh_process_collect() == "b" * 32  # a broken cache is ignored
