@@ -64,3 +64,10 @@ promotions = Table(
     Column("closed_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("model", "version", "target", "attempt", name="uq_guard_promotion"),
 )
+
+web_secret = Table(
+    "guard_registry_web_secret",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("secret", String(64), nullable=False),
+)

@@ -106,9 +106,9 @@ def auth(user: str) -> tuple[str, str]:
     return (user, ADMIN_PASSWORD if user == "admin" else USERS[user])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reg_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    """One guard server (SQLite, 2 workers) for the module, with alice, bob, carol, mallory."""
+    """One guard server (SQLite, 2 workers) for the session, with alice, bob, carol, mallory."""
     root = tmp_path_factory.mktemp("registry-server")
     signers = write_keys(root)
     server = start_registry_server(root)
