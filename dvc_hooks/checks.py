@@ -77,9 +77,9 @@ class Report:
         details: list[str] = []
         for name, err in self.failed.items():
             details.append(f"{name}: {err.summary}")
-            details.extend(f"    {d}" for d in err.details)
+            details.extend(f"  ↳ {d}" for d in err.details)
             if err.hint:
-                details.append(f"    next step: {err.hint}")
+                details.append(f"  ↳ next step: {err.hint}")
         exc = VerificationError(
             f"dataset verification failed for {len(self.failed)} DVC file(s)",
             details=details,
