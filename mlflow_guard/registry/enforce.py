@@ -18,15 +18,21 @@ would set, move or delete and decides:
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mlflow_guard.core import access
 from mlflow_guard.core.access import SERVER, Principal
-from mlflow_guard.core.approvals import PromotionStatus, ProtectedRule, Target, evaluate
+from mlflow_guard.core.approvals import (
+    Approval,
+    PromotionStatus,
+    ProtectedRule,
+    Target,
+    evaluate,
+)
 from mlflow_guard.core.decision import Decision
 from mlflow_guard.core.errors import GuardError
-from mlflow_guard.core.policy import Action, Policy
+from mlflow_guard.core.policy import Action, Policy, Purpose
 from mlflow_guard.core.trust import TrustStore
 from mlflow_guard.registry.artifacts import registry_store
 from mlflow_guard.registry.records import RegistryRecords
@@ -120,14 +126,31 @@ class RegistryGuard:
         except Exception as e:  # MLflow store errors: version missing, store down
             msg = getattr(e, "message", None) or str(e)
             return Evaluation(None, None, Decision.deny(name, f"{model} version {version}: {msg}"))
-        approvals = self.records.approvals(model, version, target)
+        approvals, untrusted = self._still_trusted(self.records.approvals(model, version, target))
         if facts.subject is None:
             return Evaluation(facts, None, Decision.deny(name, *facts.problems))
         status = evaluate(facts.subject, rule, approvals, self.policy.roles)
+        if untrusted:
+            status = replace(status, ignored=(*status.ignored, *untrusted))
         if facts.problems:
             reasons = [*facts.problems, *status.decision.reasons]
             return Evaluation(facts, status, Decision.deny(name, *reasons))
         return Evaluation(facts, status, status.decision)
+
+    def _still_trusted(
+        self, recorded: list[Approval]
+    ) -> tuple[list[Approval], list[tuple[Approval, str]]]:
+        """Drop signed approvals whose key is no longer trusted (revoked, expired, removed)."""
+        kept, dropped = [], []
+        for a in recorded:
+            if a.kind == "signed":
+                try:
+                    self.trust.resolve(a.key_id or "", Purpose.APPROVAL)
+                except GuardError as e:
+                    dropped.append((a, f"was signed by a key no longer trusted: {e.summary}"))
+                    continue
+            kept.append(a)
+        return kept, dropped
 
     # -- request hook -------------------------------------------------------------------
 
