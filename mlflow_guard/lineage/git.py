@@ -108,8 +108,9 @@ def collect(
         remotes = {r.name: r for r in repo.remotes}
         remote = remotes.get("origin") or next(iter(remotes.values()), None)
         if remote is not None:
-            urls = list(remote.urls)
-            remote_url = strip_credentials(urls[0]) if urls else ""
+            # read from the config (``Remote.urls`` would start another git process)
+            url = remote.config_reader.get_value("url", "")
+            remote_url = strip_credentials(str(url))
         status = repo.git.status("--porcelain=v1", "-z", "--untracked-files=all")
         entries = [e for e in status.split("\0") if e]
         changed: list[str] = []
