@@ -21,6 +21,7 @@ from pathlib import Path
 from dvc_hooks import dvcfiles
 from mlflow_guard.core import dataset, hashing, keys
 from mlflow_guard.core.errors import (
+    GuardError,
     ManifestMismatch,
     PolicyViolation,
     UsageError,
@@ -227,7 +228,12 @@ def verify_dvc_file(
             f"{dvc_file} is not signed: {side} is missing",
             hint=f"sign it with `dvc-guard sign {dvc_file} --key KEY` and `git add {side}`",
         )
-    manifest, key = dataset.verify_manifest(sig, trust, signers, source=side)
+    try:
+        manifest, key = dataset.verify_manifest(sig, trust, signers, source=side)
+    except GuardError as e:
+        if side not in e.summary:
+            e.summary = f"{side}: {e.summary}"
+        raise
     if manifest.dvc_file != dvc_file:
         raise VerificationError(
             f"{side} is the signature of another DVC file",
