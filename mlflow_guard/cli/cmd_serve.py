@@ -106,9 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     tls = tls_mod.TLSConfig(_path(args.tls_cert), _path(args.tls_key), _path(args.tls_client_ca))
     warning = tls_mod.check(args.host, tls, insecure_http=args.insecure_http)
     options = _options(args)
+    loaded = serving_app.load_verified(args.model_uri, args.policy)
     store, _ = open_store(args.policy, args.database_uri)
     store.migrate()
-    loaded = serving_app.load_verified(args.model_uri, args.policy)
     app = serving_app.build_app(loaded, store.verify_token, options)
     v = loaded.verified
     scheme = "https" if tls.enabled else "http"

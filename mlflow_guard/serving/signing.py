@@ -148,6 +148,7 @@ class ResponseSigner:
             label=LABEL,
             tag=TAG,
             covered_component_ids=components,
+            use_existing_digest=True,
         )
 
 
