@@ -58,6 +58,14 @@ def tracked_dvc_files(root: Path, rev: str | None = None) -> list[str]:
     return [p for p in gitutil.ls_files(root, rev) if dvcfiles.is_dvc_file(p)]
 
 
+def workspace_dvc_files(root: Path) -> list[str]:
+    """DVC files git tracks plus new ones not ignored: what the working tree holds."""
+    out = set(tracked_dvc_files(root))
+    extra = gitutil.git(["ls-files", "-z", "--others", "--exclude-standard"], root)
+    out |= {p for p in extra.decode("utf-8", "surrogateescape").split("\0") if p}
+    return sorted(p for p in out if dvcfiles.is_dvc_file(p))
+
+
 @dataclass
 class Report:
     """Outcome of verifying several DVC files."""

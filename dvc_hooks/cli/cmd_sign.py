@@ -6,7 +6,7 @@ import argparse
 import os
 import time
 
-from dvc_hooks import checks, dvcfiles, manifests
+from dvc_hooks import checks, manifests
 from dvc_hooks.cli import _args
 from mlflow_guard.cli import _common
 from mlflow_guard.core import keys
@@ -38,14 +38,10 @@ def _targets(args: argparse.Namespace, root: os.PathLike[str]) -> list[str]:
     r = Path(root)
     if args.paths:
         return _args.dvc_paths(r, args.paths)
-    found = set(checks.tracked_dvc_files(r))
-    from dvc_hooks import gitutil
-
-    extra = gitutil.git(["ls-files", "-z", "--others", "--exclude-standard"], r)
-    found |= {x for x in extra.decode().split("\0") if x and dvcfiles.is_dvc_file(x)}
+    found = checks.workspace_dvc_files(r)
     if not found:
         raise UsageError("no .dvc or dvc.lock file found", hint="run `dvc add` first")
-    return sorted(found)
+    return found
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -61,7 +61,12 @@ def _run(args: argparse.Namespace) -> int:
         rep = checks.verify_push(root, _push_refs(), policy, trust, workers=args.workers)
     else:
         read = checks.index_reader(root) if args.staged else None
-        files = _args.dvc_paths(root, args.paths) if args.paths else checks.tracked_dvc_files(root)
+        if args.paths:
+            files = _args.dvc_paths(root, args.paths)
+        elif args.staged:
+            files = checks.tracked_dvc_files(root)
+        else:  # the working tree: new, not yet added DVC files count too
+            files = checks.workspace_dvc_files(root)
         cache = checks.open_cache(root, args.cache)
         rep = checks.Report()
         if args.staged:

@@ -73,6 +73,9 @@ def test_same_size_edit_with_restored_mtime_is_blocked(dvc_repo: Path) -> None:
 def test_new_unsigned_dvc_file_is_blocked(dvc_repo: Path) -> None:
     (dvc_repo / "data" / "extra.csv").write_text("a,b\n1,2\n")
     sh(["dvc", "add", "-q", "data/extra.csv"], dvc_repo)
+    proc = guard(dvc_repo, "verify")  # not yet added to git: the working tree still counts
+    assert proc.returncode == 1
+    assert "data/extra.csv.dvc is not signed" in proc.stderr
     sh(["git", "add", "-A"], dvc_repo)
     before = tree_state(dvc_repo)
     proc = guard(dvc_repo, "verify", "--staged")
