@@ -10,6 +10,8 @@ import pytest
 
 from tests.dvc_hooks.conftest import Keys, guard, init_repo, sh, tree_state
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def legacy_repo(tmp_path: Path, dataset_keys: Keys) -> Path:
