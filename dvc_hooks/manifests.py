@@ -37,6 +37,7 @@ def workspace_reader(root: Path) -> Reader:
     """Read repository files from the working tree."""
 
     def read(rel: str) -> bytes | None:
+        """Bytes of ``rel`` in the working tree, or ``None`` if it does not exist."""
         try:
             return (root / rel).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
