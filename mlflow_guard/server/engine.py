@@ -251,6 +251,35 @@ class Guard:
         body["tags"] = tags
         return body
 
+    def refuse_malformed(self, view: RequestView, message: str, status: int) -> Verdict:
+        """Refuse a request guard could not parse, audited like any decision.
+
+        An unauthenticated caller gets 401 (the parse error is not revealed to it).
+        """
+        rid = uuid.uuid4().hex
+        try:
+            principal = self.authn.authenticate(view.headers.get("authorization"))
+        except AuthFailure as e:
+            return self._finish(
+                rid, "-", "authenticate", view.path, Decision.deny("authn", str(e)), 401
+            )
+        except Exception as e:
+            _log.exception("guard: authentication backend failed")
+            return Verdict(
+                503, f"guard cannot authenticate right now: {type(e).__name__}", request_id=rid
+            )
+        what = f"access {view.method} {view.path}"
+        verdict = self._finish(
+            rid,
+            principal.user,
+            what,
+            view.endpoint or view.path,
+            Decision.deny("bad-request", message),
+            status,
+        )
+        verdict.principal = principal
+        return verdict
+
     def record(self, principal: Principal, what: str, decision: Decision) -> bool:
         """Audit an extra decision made inside a handler; ``False`` when the append failed."""
         v = self._finish(uuid.uuid4().hex, principal.user, what, "server:*", decision, 403)

@@ -66,9 +66,13 @@ def install(app: Any, guard: Guard, max_json: int) -> None:
         try:
             view = build_view(request, max_json)
         except BadRequest as e:
-            from mlflow_guard.server.engine import Verdict as V
-
-            return _respond(V(e.status, str(e), [str(e)], "-"))
+            bare = RequestView(
+                method=request.method,
+                path=request.path,
+                endpoint=request.endpoint,
+                headers={k.lower(): v for k, v in request.headers.items()},
+            )
+            return _respond(guard.refuse_malformed(bare, str(e), e.status))
         verdict = guard.check(view)
         g.mlflow_guard_verdict = verdict
         if not verdict.allowed:

@@ -160,3 +160,20 @@ def test_source_in_unreadable_experiment_is_refused(guard_server: Server) -> Non
     )
     assert r.status_code == 403
     assert "may not read on experiment 'restricted-src'" in r.json()["message"]
+
+
+def test_malformed_requests_are_audited_and_hidden_from_anonymous(guard_server: Server) -> None:
+    from mlflow_guard.store import GuardStore
+
+    url = f"{guard_server.url}/api/2.0/mlflow/runs/log-batch"
+    anon = requests.post(url, data=b"{not json", timeout=30)
+    assert anon.status_code == 401
+    bad = requests.post(url, data=b"{not json", auth=ALICE, timeout=30)
+    assert bad.status_code == 400
+    store = GuardStore(f"sqlite:///{guard_server.root}/guard.db")
+    try:
+        entry = {e.request_id: e for e in store.iter_audit()}[bad.json()["request_id"]]
+    finally:
+        store.dispose()
+    assert (entry.user, entry.outcome) == ("alice", "deny")
+    assert any("malformed JSON" in r for r in entry.reasons)
