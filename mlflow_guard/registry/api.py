@@ -159,10 +159,10 @@ def create_blueprint(guard: Any, reg: RegistryGuard) -> Any:
             return fail(503, "audit log unavailable")
         promoted = False
         if ev.decision.allowed:
-            promoted = service.apply_if_ready(reg, a.model, a.version, a.target, p.user)
+            promoted = service.apply_if_ready(reg, a.model, a.version, a.target, p.user, ev.facts)
             if promoted:
                 audit(p, f"promote {a.model} v{a.version} -> {a.target}", ev.decision)
-                ev = reg.evaluate(a.model, a.version, a.target)
+                ev = reg.evaluate(a.model, a.version, a.target, ev.facts)
         return jsonify(
             {
                 "recorded": {"approver": a.approver, "decision": a.decision, "kind": a.kind},

@@ -113,14 +113,20 @@ class RegistryGuard:
 
     # -- promotion check --------------------------------------------------------------
 
-    def evaluate(self, model: str, version: str, target: Target) -> Evaluation:
-        """The full promotion check of ``model`` version ``version`` for ``target``."""
+    def evaluate(
+        self, model: str, version: str, target: Target, facts: VersionFacts | None = None
+    ) -> Evaluation:
+        """The full promotion check of ``model`` version ``version`` for ``target``.
+
+        ``facts`` established earlier *in the same request* may be passed to skip rehashing.
+        """
         name = f"protected:{target}"
         rule = self.rule_for(target)
         if rule is None:
             return Evaluation(None, None, Decision.allow(name, f"{target} is not protected"))
         try:
-            facts = establish(self.policy, self.trust, model, version, target)
+            if facts is None or facts.subject is None or facts.subject.target != target:
+                facts = establish(self.policy, self.trust, model, version, target)
         except GuardError as e:
             return Evaluation(None, None, Decision.deny(name, f"registration: {e.summary}"))
         except Exception as e:  # MLflow store errors: version missing, store down

@@ -16,6 +16,7 @@ from mlflow_guard.core.errors import GuardError, PolicyViolation, UsageError
 from mlflow_guard.core.policy import Action
 from mlflow_guard.registry.enforce import Evaluation, RegistryGuard
 from mlflow_guard.registry.records import PromotionRequest
+from mlflow_guard.registry.subject import VersionFacts
 
 
 class Refused(PolicyViolation):
@@ -135,7 +136,7 @@ def decide(
         recorded_by=principal.user,
         envelope=None if envelope is None else _dump(envelope),
     )
-    return a, reg.evaluate(model, version, target)
+    return a, reg.evaluate(model, version, target, ev.facts)
 
 
 def reg_decide(reg: RegistryGuard, principal: Principal, action: Action, model: str) -> bool:
@@ -152,7 +153,12 @@ def _dump(envelope: Any) -> str:
 
 
 def apply_if_ready(
-    reg: RegistryGuard, model: str, version: str, target: ap.Target, by: str
+    reg: RegistryGuard,
+    model: str,
+    version: str,
+    target: ap.Target,
+    by: str,
+    facts: VersionFacts | None = None,
 ) -> bool:
     """Apply the pending request for this promotion when it is allowed; exactly once.
 
@@ -161,7 +167,7 @@ def apply_if_ready(
     pending = reg.records.find(model, version, target, state="pending")
     if not pending:
         return False
-    ev = reg.evaluate(model, version, target)
+    ev = reg.evaluate(model, version, target, facts)
     if not ev.decision.allowed:
         return False
     return apply(reg, pending[0], by)

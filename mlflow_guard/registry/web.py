@@ -236,7 +236,7 @@ def install(app: Any, guard: Any, reg: RegistryGuard) -> None:
             return jsonify({"message": "mlflow-guard: audit log unavailable"}), 503
         promoted = False
         if ev.decision.allowed:
-            promoted = service.apply_if_ready(reg, a.model, a.version, a.target, p.user)
+            promoted = service.apply_if_ready(reg, a.model, a.version, a.target, p.user, ev.facts)
             if promoted:
                 guard.record(p, f"promote {a.model} v{a.version} -> {a.target}", ev.decision)
         return jsonify({"recorded": kind, "promoted": promoted})
