@@ -4,7 +4,7 @@ This blueprint is the router later issues extend (registry approvals, promotion 
 verification status): add a view to :data:`blueprint` and give it a decision with
 :func:`mlflow_guard.server.routes.register_guard_route` in :func:`routes_specs`. Handlers run
 after the engine allowed the route; handlers that act on another user's data make a second,
-audited decision with :meth:`Guard.check_extra`.
+audited decision with :meth:`Guard.record`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 from mlflow_guard.core import access
 from mlflow_guard.core.access import SERVER, Principal
-from mlflow_guard.core.decision import Decision
 from mlflow_guard.core.policy import Action
 from mlflow_guard.server.engine import Guard
 from mlflow_guard.server.routes import AUTHENTICATED, SERVER_ADMIN, RouteSpec, register_guard_route
@@ -187,8 +186,3 @@ def _mount_feedback(app: Any, guard: Guard, database_uri: str) -> None:
         return
     bp = mod.create_blueprint(guard.policy, FeedbackStore(database_uri))
     app.register_blueprint(bp)
-
-
-def record(guard: Guard, principal: Principal, what: str, decision: Decision) -> bool:
-    """Append an in-handler decision to the audit chain; ``False`` if that failed."""
-    return guard.record(principal, what, decision)
