@@ -232,7 +232,8 @@ def _report(
     print(c.machine_note(shared=not args.not_shared))
     print(
         f"\nHashing limit: single-thread hashlib sha256 in memory {limit1 / c.GB:.2f} GB/s "
-        f"(best of {len(limits)}) × {cpus} CPUs = {limit / c.GB:.2f} GB/s. "
+        f"(best of {len(limits)}) × {cpus} CPUs = {limit / c.GB:.2f} GB/s; "
+        f"{limit1_cpu / c.GB:.2f} GB per CPU-second. "
         f"Median of {args.reps} interleaved rounds (min–max in brackets); warm page cache; "
         "start-up included; CPU = user + system seconds of the process.\n"
     )
