@@ -101,6 +101,7 @@ def _options(args: argparse.Namespace) -> ServeOptions:
 def _run(args: argparse.Namespace) -> int:
     from mlflow_guard import tls as tls_mod
     from mlflow_guard.serving import app as serving_app
+    from mlflow_guard.serving.auth import TokenAuth
     from mlflow_guard.store.config import open_store
 
     tls = tls_mod.TLSConfig(_path(args.tls_cert), _path(args.tls_key), _path(args.tls_client_ca))
@@ -109,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     loaded = serving_app.load_verified(args.model_uri, args.policy)
     store, _ = open_store(args.policy, args.database_uri)
     store.migrate()
-    app = serving_app.build_app(loaded, store.verify_token, options)
+    auth = TokenAuth(store.verify_token, store.revision)
+    app = serving_app.build_app(loaded, auth, options)
     v = loaded.verified
     scheme = "https" if tls.enabled else "http"
     print(

@@ -16,9 +16,10 @@ from typing import Any
 
 from mlflow_guard.core import keys
 from mlflow_guard.loading import VerifiedModel, download_and_verify
+from mlflow_guard.serving.auth import TokenAuth
 from mlflow_guard.serving.hardening import HardenedModel, OutputPolicy
 from mlflow_guard.serving.limits import QueryBudget, RateLimiter
-from mlflow_guard.serving.middleware import DEFAULT_MAX_BODY, GuardLayer, TokenCheck
+from mlflow_guard.serving.middleware import DEFAULT_MAX_BODY, GuardLayer
 from mlflow_guard.serving.signing import ResponseSigner
 from mlflow_guard.tls import TLSConfig
 
@@ -65,7 +66,7 @@ def load_verified(model_uri: str, policy: str | os.PathLike[str] | None) -> Load
     return LoadedModel(verified, mlflow.pyfunc.load_model(str(verified.local_path)))
 
 
-def build_app(loaded: LoadedModel, verify_token: TokenCheck, options: ServeOptions) -> GuardLayer:
+def build_app(loaded: LoadedModel, auth: TokenAuth, options: ServeOptions) -> GuardLayer:
     """The ASGI app: MLflow's scoring app around the hardened model, behind the guard layer."""
     from mlflow.pyfunc import scoring_server
 
@@ -74,7 +75,7 @@ def build_app(loaded: LoadedModel, verify_token: TokenCheck, options: ServeOptio
     digest = loaded.verified.root_digest
     return GuardLayer(
         app=inner,
-        verify_token=verify_token,
+        auth=auth,
         signer=ResponseSigner(options.signing_key, digest) if options.signing_key else None,
         model_root_digest=digest,
         rate=RateLimiter(options.rate) if options.rate else None,

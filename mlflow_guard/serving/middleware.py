@@ -2,10 +2,11 @@
 
 Order per request: read the body (bounded) → ``/ping`` and ``/health`` pass without a token;
 every other path needs ``Authorization: Bearer mlg_…`` valid in the guard store (401 otherwise,
-503 when the store cannot answer: fail closed) → rate limit (429) → budget pre-check on
-``/invocations`` (429) → MLflow's app, whose model wrapper charges the budget per input row
-(429 when a request asks for more than is left, before predicting) → the response is buffered,
-digested and signed (every status, including 401/429/503).
+503 when the store cannot answer: fail closed; see :mod:`mlflow_guard.serving.auth`) → rate
+limit (429) → budget pre-check on ``/invocations`` (429) → MLflow's app, whose model wrapper
+charges the budget per input row (429 when a request asks for more than is left, before
+predicting) → the token is confirmed against the store's current revision → the response is
+buffered, digested and signed (every status, including 401/429/503).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
-
 from mlflow_guard.serving import signing
+from mlflow_guard.serving.auth import Authenticated, TokenAuth
 from mlflow_guard.serving.hardening import current_charge
 from mlflow_guard.serving.limits import Denial, QueryBudget, RateLimiter
 
@@ -27,7 +27,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-TokenCheck = Callable[[str], Any]
 
 OPEN_PATHS = frozenset({"/ping", "/health"})
 PREDICT_PATH = "/invocations"
@@ -40,6 +39,8 @@ _STRIP = {
     b"x-request-content-digest",
     b"content-length",
 }
+_UNAVAILABLE = (503, "TEMPORARILY_UNAVAILABLE", "cannot check the token now", 5)
+_UNAUTHENTICATED = (401, "UNAUTHENTICATED", "invalid, expired or revoked token", None)
 log = logging.getLogger(__name__)
 
 
@@ -49,8 +50,12 @@ class BudgetExhausted(Exception):
 
 @dataclass
 class _Call:
-    client: str
+    auth: Authenticated
     denial: Denial | None = None
+
+    @property
+    def client(self) -> str:
+        return self.auth.user
 
 
 @dataclass
@@ -59,8 +64,7 @@ class GuardLayer:
 
     Args:
         app: MLflow's scoring app (around the verified, loaded model).
-        verify_token: ``secret -> TokenInfo | None`` (raises on store failure); blocking,
-            run in a worker thread.
+        auth: bearer-token authentication against the guard store.
         signer: signs every response; ``None`` only when unsigned responses were asked for.
         rate: request rate limiter, or ``None``.
         budget: prediction budget, or ``None``.
@@ -69,7 +73,7 @@ class GuardLayer:
     """
 
     app: ASGIApp
-    verify_token: TokenCheck
+    auth: TokenAuth
     signer: signing.ResponseSigner | None
     model_root_digest: str
     rate: RateLimiter | None = None
@@ -95,21 +99,32 @@ class GuardLayer:
         call: _Call | None = None
         if path not in OPEN_PATHS:
             call, denial = await self._admit(scope, path)
+            if denial is None and call is not None:
+                token = current_charge.set(self._charger(call))
+                try:
+                    await self._run_app(scope, body, receive, out)
+                finally:
+                    current_charge.reset(token)
+            if call is not None:
+                denial = await self._confirm(call) or denial
             if denial is not None:
                 status, code, msg, retry = denial
                 await out.error(send, status, code, msg, retry_after=retry)
                 return
-        replay = _replay(body, receive)
-        token = current_charge.set(self._charger(call) if call is not None else None)
-        try:
-            await self.app(scope, replay, out.capture)
-        finally:
-            current_charge.reset(token)
+        else:
+            await self._run_app(scope, body, receive, out)
         if call is not None and call.denial is not None:
             d = call.denial
             await out.error(send, 429, "QUOTA_EXCEEDED", d.reason, retry_after=d.retry_after)
             return
         await out.flush(send)
+
+    async def _run_app(self, scope: Scope, body: bytes, receive: Receive, out: _Buffered) -> None:
+        try:
+            await self.app(scope, _replay(body, receive), out.capture)
+        except Exception:  # an answer still goes out, signed, without internals
+            log.exception("scoring app failed")
+            out.set_error(500, "INTERNAL_ERROR", "the scoring server failed; see its log")
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -134,19 +149,28 @@ class GuardLayer:
         if secret is None:
             return None, (401, "UNAUTHENTICATED", "missing Authorization: Bearer <token>", None)
         try:
-            info = await anyio.to_thread.run_sync(self.verify_token, secret)
+            who = await self.auth.authenticate(secret)
         except Exception as e:  # any store failure denies (fail closed)
             log.error("token check failed: %s", e)
-            return None, (503, "TEMPORARILY_UNAVAILABLE", "cannot check the token now", 5)
-        if info is None:
-            return None, (401, "UNAUTHENTICATED", "invalid, expired or revoked token", None)
-        call = _Call(str(info.user))
+            return None, _UNAVAILABLE
+        if who is None:
+            return None, _UNAUTHENTICATED
+        call = _Call(who)
         if self.rate is not None and (d := self.rate.take(call.client)) is not None:
             return call, (429, "RATE_LIMITED", d.reason, d.retry_after)
         budget = self.budget if path == PREDICT_PATH else None
         if budget is not None and (d := budget.check(call.client)) is not None:
             return call, (429, "QUOTA_EXCEEDED", d.reason, d.retry_after)
         return call, None
+
+    @staticmethod
+    async def _confirm(call: _Call) -> tuple[int, str, str, int | None] | None:
+        try:
+            ok = await call.auth.confirm()
+        except Exception as e:  # any store failure denies (fail closed)
+            log.error("token re-check failed: %s", e)
+            return _UNAVAILABLE
+        return None if ok else _UNAUTHENTICATED
 
     def _charger(self, call: _Call) -> Callable[[int], None]:
         budget = self.budget
@@ -216,6 +240,13 @@ class _Buffered:
         *,
         retry_after: int | None = None,
     ) -> None:
+        self.set_error(status, code, message, retry_after=retry_after)
+        await self.flush(send)
+
+    def set_error(
+        self, status: int, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
+        """Replace whatever was captured by a JSON error answer."""
         self.status = status
         self.headers = [(b"content-type", b"application/json")]
         if status == 401:
@@ -223,7 +254,6 @@ class _Buffered:
         if retry_after is not None:
             self.headers.append((b"retry-after", str(retry_after).encode()))
         self.body = [json.dumps({"error_code": code, "message": message}).encode()]
-        await self.flush(send)
 
     async def flush(self, send: Send) -> None:
         body = b"".join(self.body)

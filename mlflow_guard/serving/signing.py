@@ -108,8 +108,8 @@ class ResponseSigner:
         self.algorithm = algorithm_for(private_key)
         self.key_id = keys.key_id(private_key.public_key())
         self.model_header = f"sha256:{model_root_digest}"
-        resolver = MappingKeyResolver(public_keys={}, private_keys={self.key_id: private_key})
-        self._signer = HTTPMessageSigner(signature_algorithm=self.algorithm, key_resolver=resolver)
+        self._signer = HTTPMessageSigner(signature_algorithm=self.algorithm)
+        self._sign_bytes = self.algorithm(private_key=private_key).sign
 
     def headers_for(
         self,
@@ -142,7 +142,10 @@ class ResponseSigner:
         return headers
 
     def _sign(self, message: _Response, components: tuple[str, ...]) -> None:
-        self._signer.sign(
+        # The package builds the signature base (prepare); the headers of a fresh message are
+        # then a one-member Structured Field Dictionary each, as ``apply`` would write them
+        # (``apply`` re-derives the whole base only to re-check what prepare just built).
+        prepared = self._signer.prepare(
             message,
             key_id=self.key_id,
             label=LABEL,
@@ -150,6 +153,9 @@ class ResponseSigner:
             covered_component_ids=components,
             use_existing_digest=True,
         )
+        signature = base64.b64encode(self._sign_bytes(prepared.signature_base)).decode("ascii")
+        message.headers["Signature-Input"] = f"{LABEL}={prepared.signature_params}"
+        message.headers["Signature"] = f"{LABEL}=:{signature}:"
 
 
 @dataclass(frozen=True)
