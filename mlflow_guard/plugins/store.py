@@ -15,8 +15,21 @@ SCHEME_PREFIX = "guard+"
 
 
 def database_uri(store_uri: str) -> str:
-    """``guard+sqlite:///mlflow.db`` → ``sqlite:///mlflow.db``."""
-    return store_uri[len(SCHEME_PREFIX) :] if store_uri.startswith(SCHEME_PREFIX) else store_uri
+    """``guard+sqlite:///mlflow.db`` → ``sqlite:///mlflow.db``.
+
+    ``guard+postgresql://`` names no driver; SQLAlchemy 2.1 then picks psycopg 3. When only
+    psycopg2 is installed, it is named explicitly (``postgresql+psycopg2://``).
+    """
+    import importlib.util
+
+    uri = store_uri[len(SCHEME_PREFIX) :] if store_uri.startswith(SCHEME_PREFIX) else store_uri
+    if (
+        uri.startswith("postgresql://")
+        and importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2") is not None
+    ):
+        uri = "postgresql+psycopg2://" + uri[len("postgresql://") :]
+    return uri
 
 
 def tracking_store(store_uri: str, artifact_uri: str | None = None) -> Any:
