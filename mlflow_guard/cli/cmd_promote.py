@@ -100,6 +100,7 @@ def _call(method: str, path: str, *, body: Any = None, params: Any = None) -> di
     if r.status_code == 200 and isinstance(doc, dict):
         return doc
     msg = str(doc.get("message", r.text)) if isinstance(doc, dict) else r.text
+    msg = msg.removeprefix("mlflow-guard: ")
     if r.status_code in (401, 403, 409):
         raise PolicyViolation(msg, details=[f"HTTP {r.status_code}"])
     if r.status_code in (400, 404):

@@ -130,7 +130,7 @@ def decide(
         )
     why = ap.why_not_counted(a, subject, rule, reg.policy.roles, now=now)
     if why:
-        raise Refused(f"{kind} by {a.approver} does not count: it {why}", 403)
+        raise Refused(f"{kind} by {a.approver} does not count: {why}", 403)
     reg.records.record_approval(
         a,
         recorded_by=principal.user,
