@@ -59,6 +59,12 @@ class Authenticator:
         self._cache: dict[bytes, _Entry] = {}
         self._revision = -1
         self._lock = threading.Lock()
+        self._tls = threading.local()
+
+    def request_revision(self) -> int | None:
+        """The revision read by this thread's last :meth:`authenticate` (for other caches)."""
+        rev: int | None = getattr(self._tls, "revision", None)
+        return rev
 
     def authenticate(self, header: str | None) -> Principal:
         """Return the caller for an ``Authorization`` header value.
@@ -72,7 +78,9 @@ class Authenticator:
                 "authentication required: send HTTP Basic credentials of an MLflow user "
                 "or 'Authorization: Bearer <token>' (create one with `mlflow-guard tokens create`)"
             )
+        self._tls.revision = None
         rev = self._tokens.revision()
+        self._tls.revision = rev
         digest = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
         now = time.monotonic()
         with self._lock:

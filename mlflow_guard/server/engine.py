@@ -31,6 +31,9 @@ from mlflow_guard.server.routes import TAG_KEY_ENDPOINTS, RouteSpec, spec_for
 _log = logging.getLogger(__name__)
 USER_TAG = GUARD_TAG_PREFIX + "user"
 AUTH_TAG = GUARD_TAG_PREFIX + "auth"
+NAME_CHANGING_ENDPOINTS = frozenset(
+    {"_update_experiment", "_delete_experiment", "_restore_experiment"}
+)
 
 
 @dataclass
@@ -74,7 +77,7 @@ class Guard:
         self.store = store
         self.users = users
         self.authn = Authenticator(users, store, auth_cache_seconds)
-        self.backend = resolve.Backend()
+        self.backend = resolve.Backend(self.authn.request_revision)
         self.registry: Any = None  # mlflow_guard.registry.enforce.RegistryGuard, when mounted
 
     # -- entry point ----------------------------------------------------------------------
@@ -279,6 +282,14 @@ class Guard:
         )
         verdict.principal = principal
         return verdict
+
+    def after_change(self, endpoint: str | None) -> None:
+        """Bump the revision after a change that invalidates cached facts (experiment names)."""
+        if endpoint in NAME_CHANGING_ENDPOINTS:
+            try:
+                self.store.bump_revision()
+            except Exception as e:
+                _log.error("guard: could not bump the revision after %s: %s", endpoint, e)
 
     def record(self, principal: Principal, what: str, decision: Decision) -> bool:
         """Audit an extra decision made inside a handler; ``False`` when the append failed."""

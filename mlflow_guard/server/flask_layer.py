@@ -91,6 +91,8 @@ def install(app: Any, guard: Guard, max_json: int) -> None:
         if verdict is None:
             return response
         response.headers["X-Request-Id"] = verdict.request_id
+        if response.status_code < 400:
+            guard.after_change(request.endpoint)
         spec = _LIST_FILTERS.get(request.endpoint or "")
         if spec and verdict.principal is not None and response.status_code == 200:
             _filter(response, spec, guard, verdict)

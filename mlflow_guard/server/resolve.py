@@ -21,14 +21,22 @@ _RUN_ID = re.compile(r"^[0-9a-zA-Z_-]{1,64}$")
 
 
 class Backend:
-    """Read access to MLflow's tracking and registry stores, with an immutable-fact cache.
+    """Read access to MLflow's tracking store, with two caches.
 
     A run never moves to another experiment, nor a logged model, so run/model id → experiment
-    id is cached; experiment names (which can be renamed) are always read from the store.
+    id is cached for good. Experiment names can change (rename, delete, restore): a name is
+    cached together with the guard revision read at the start of the request, and the server
+    bumps the revision after every such change, so every replica drops stale names at its next
+    request.
+
+    Args:
+        revision: returns the revision read for the current request (``None``: do not cache).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, revision: Callable[[], int | None] = lambda: None) -> None:
         self._exp_of: dict[str, str] = {}
+        self._names: dict[str, tuple[str, int]] = {}
+        self._revision = revision
         self._lock = threading.Lock()
 
     @staticmethod
@@ -41,12 +49,22 @@ class Backend:
         """The experiment resource for an id (404 if it does not exist)."""
         if not _DIGITS.match(experiment_id):
             raise BadRequest(f"experiment id must be a decimal number, got {experiment_id!r}")
+        rev = self._revision()
+        with self._lock:
+            hit = self._names.get(experiment_id)
+        if rev is not None and hit is not None and hit[1] == rev:
+            return Resource("experiment", hit[0])
         from mlflow.exceptions import MlflowException
 
         try:
             exp = self._tracking().get_experiment(experiment_id)
         except MlflowException as e:
             raise NotFound(f"experiment {experiment_id} not found") from e
+        if rev is not None:
+            with self._lock:
+                if len(self._names) > 100_000:
+                    self._names.clear()
+                self._names[experiment_id] = (str(exp.name), rev)
         return Resource("experiment", exp.name)
 
     def experiment_by_name(self, name: str) -> Resource:

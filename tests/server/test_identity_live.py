@@ -181,3 +181,35 @@ def test_audit_failure_denies_with_503(guard_server: Server) -> None:
         con.commit()
         con.close()
     assert requests.get(f"{guard_server.url}{SEARCH}", auth=bob, timeout=30).status_code == 200
+
+
+def test_experiment_rename_applies_at_once_on_every_worker(guard_server: Server) -> None:
+    alice = ("alice", PASSWORDS["alice"])
+    url = guard_server.url
+    exp = requests.post(
+        f"{url}/api/2.0/mlflow/experiments/create",
+        json={"name": "alice-rn"},
+        auth=alice,
+        timeout=30,
+    ).json()["experiment_id"]
+
+    def get_codes() -> set[int]:
+        return {
+            requests.get(
+                f"{url}/api/2.0/mlflow/experiments/get",
+                params={"experiment_id": exp},
+                auth=alice,
+                timeout=30,
+            ).status_code
+            for _ in range(6)
+        }
+
+    assert get_codes() == {200}  # both workers cache the name
+    r = requests.post(
+        f"{url}/api/2.0/mlflow/experiments/update",
+        json={"experiment_id": exp, "new_name": "secret-rn"},
+        auth=ADMIN,
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert get_codes() == {403}
