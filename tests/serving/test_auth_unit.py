@@ -1,0 +1,92 @@
+"""Token authentication of the serving guard against a real SQLite guard store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from mlflow_guard.serving.auth import TokenAuth
+from mlflow_guard.store import GuardStore, StoreError
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> GuardStore:
+    s = GuardStore(f"sqlite:///{tmp_path}/guard.db")
+    s.migrate()
+    return s
+
+
+def test_valid_token_then_cached_then_revoked(store: GuardStore) -> None:
+    token_id, secret = store.create_token("alice", None)
+    auth = TokenAuth(store.verify_token, store.revision)
+
+    async def scenario() -> list[object]:
+        first = await auth.authenticate(secret)
+        assert first is not None
+        assert first.user == "alice"
+        assert await first.confirm()
+        cached = await auth.authenticate(secret)
+        assert cached is not None
+        assert await cached.confirm()
+        assert store.revoke_token(token_id)
+        stale = await auth.authenticate(secret)  # cache hit, but the revision moved on
+        assert stale is not None
+        ok = await stale.confirm()
+        after = await auth.authenticate(secret)
+        return [ok, after]
+
+    ok, after = asyncio.run(scenario())
+    assert ok is False
+    assert after is None
+
+
+def test_other_tokens_survive_a_revision_change(store: GuardStore) -> None:
+    _, alice = store.create_token("alice", None)
+    auth = TokenAuth(store.verify_token, store.revision)
+
+    async def scenario() -> bool:
+        assert await auth.authenticate(alice) is not None
+        store.create_token("bob", None)  # bumps the revision
+        again = await auth.authenticate(alice)
+        assert again is not None
+        return await again.confirm()
+
+    assert asyncio.run(scenario()) is True
+
+
+@pytest.mark.parametrize("bad", ["", "nonsense", "mlg_0000000000000000_" + "A" * 43])
+def test_invalid_tokens(store: GuardStore, bad: str) -> None:
+    store.create_token("alice", None)
+    auth = TokenAuth(store.verify_token, store.revision)
+    assert asyncio.run(auth.authenticate(bad)) is None
+
+
+def test_store_failure_raises_not_allows(tmp_path: Path) -> None:
+    broken = GuardStore(f"sqlite:///{tmp_path}/missing/dir/guard.db")
+    auth = TokenAuth(broken.verify_token, broken.revision)
+    with pytest.raises(StoreError):
+        asyncio.run(auth.authenticate("mlg_0123456789abcdef_" + "A" * 43))
+
+
+def test_store_failure_on_confirm_raises(store: GuardStore, tmp_path: Path) -> None:
+    _, secret = store.create_token("alice", None)
+    calls = {"n": 0}
+
+    def flaky_revision() -> int:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise StoreError("database is gone")
+        return store.revision()
+
+    auth = TokenAuth(store.verify_token, flaky_revision)
+
+    async def scenario() -> None:
+        assert await auth.authenticate(secret) is not None
+        hit = await auth.authenticate(secret)
+        assert hit is not None
+        await hit.confirm()
+
+    with pytest.raises(StoreError, match="gone"):
+        asyncio.run(scenario())
