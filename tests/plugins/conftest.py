@@ -109,6 +109,7 @@ def in_workspace(
     yield workspace
     while mlflow.active_run():
         mlflow.end_run()
+    mlflow.tracking.fluent._active_experiment_id = None  # no experiment id leaks across stores
     base_models.clear()
     subprocess.run(["git", "checkout", "-q", "--", "."], cwd=workspace.repo, check=False)
     subprocess.run(["git", "clean", "-qfd", "-e", "mlruns"], cwd=workspace.repo, check=False)

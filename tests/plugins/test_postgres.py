@@ -60,7 +60,6 @@ def test_guard_postgresql_gate(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    mlflow.set_experiment("pg")
     client = mlflow.MlflowClient()
     assert isinstance(client._get_registry_client().store, SqlAlchemyStore)
     log_sklearn("pg-ok")
