@@ -30,15 +30,25 @@ RACY_WINDOW_NS = 2_000_000_000
 """Files changed less than this long before they were listed are not cached."""
 
 
-def _trusted_file(path: Path) -> bool:
+def _read_trusted(path: Path) -> bytes | None:
+    """The file's bytes if it is a regular file (not a link) of ours that others cannot write.
+
+    Checked on the open descriptor, so the file cannot be swapped between check and read.
+    """
     try:
-        st = os.lstat(path)
+        fd = os.open(
+            path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        )
     except OSError:
-        return False
-    if not stat.S_ISREG(st.st_mode) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return False
-    getuid = getattr(os, "getuid", None)
-    return getuid is None or st.st_uid == getuid()
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return None
+        getuid = getattr(os, "getuid", None)
+        if getuid is not None and st.st_uid != getuid():
+            return None
+        return f.read()
 
 
 class HashCache(DigestCache):
@@ -57,11 +67,12 @@ class HashCache(DigestCache):
         self._created_ns = time.time_ns()
         self._data: dict[str, list[object]] = {}
         self._dirty = False
-        if not _trusted_file(self.path):
+        data = _read_trusted(self.path)
+        if data is None:
             return
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            raw = json.loads(data)
+        except ValueError:
             return
         if isinstance(raw, dict) and raw.get("version") == _VERSION:
             entries = raw.get("entries", {})
