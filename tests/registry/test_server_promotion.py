@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import uuid
@@ -27,10 +28,17 @@ API = "/api/2.0/mlflow-guard/promotions"
 PROD = approvals.Target("alias", "production")
 
 
-def make_model(d: Path, signer: keys.Signer | None) -> Path:
+class _Evil:
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.system, ("echo pwned",))
+
+
+def make_model(d: Path, signer: keys.Signer | None, *, evil: bool = False) -> Path:
     d.mkdir(parents=True)
     (d / "MLmodel").write_text("flavors: {}\n")
     np.save(d / "weights.npy", np.arange(1000, dtype=np.float64))
+    if evil:
+        (d / "model.pkl").write_bytes(pickle.dumps(_Evil()))
     if signer is not None:
         oms.sign_model(d, signer)
     return d
@@ -44,6 +52,7 @@ def new_version(
     *,
     signer: str | None = "ci",
     accuracy: float | None = 0.95,
+    evil: bool = False,
 ) -> tuple[str, str]:
     """Log a run with a (signed) model and register it; return (version, run_id)."""
     exp = client.get_experiment_by_name("registry-tests")
@@ -51,7 +60,7 @@ def new_version(
     run = client.create_run(exp_id)
     if accuracy is not None:
         client.log_metric(run.info.run_id, "accuracy", accuracy)
-    model = make_model(tmp / uuid.uuid4().hex, env.signers[signer] if signer else None)
+    model = make_model(tmp / uuid.uuid4().hex, env.signers[signer] if signer else None, evil=evil)
     client.log_artifacts(run.info.run_id, str(model), "model")
     try:
         client.create_registered_model(name)
@@ -103,8 +112,9 @@ def test_unsigned_model_is_not_registered(
 ) -> None:
     alice = client_as(reg_env, "alice", monkeypatch)
     with pytest.raises(MlflowException) as e:
-        new_version(reg_env, alice, "fraud-unsigned", tmp_path, signer=None)
-    denied(e, "registration gate", "unsigned")
+        new_version(reg_env, alice, "fraud-unsigned", tmp_path, signer=None, evil=True)
+    # every unmet requirement is listed, each with how to meet it
+    denied(e, "registration gate", "unsigned", "MLFLOW_GUARD_SIGNING_KEY", "scan: model.pkl")
     assert alice.search_model_versions("name = 'fraud-unsigned'") == []
 
 
@@ -305,6 +315,17 @@ def test_bypass_attempts(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path
     r = requests.post(f"{url}/graphql", auth=auth("alice"), timeout=60, json={"query": query})
     assert r.status_code == 403, r.text
     assert aliases(alice, name) == {"production": v1}
+    # protected tag at creation, update / tag delete on a holder: refused for non-admins
+    run_id = alice.get_model_version(name, v1).run_id
+    src = alice.get_model_version(name, v1).source
+    with pytest.raises(MlflowException) as e:
+        alice.create_model_version(name, src, run_id=run_id, tags={"release": "yes"})
+    denied(e, "cannot be set at creation")
+    with pytest.raises(MlflowException) as e:
+        alice.update_model_version(name, v1, description="swap")
+    denied(e, "needs a server admin")
+    assert alice.get_model_version(name, v1).description in ("", None)
+    assert len(alice.search_model_versions(f"name = '{name}'")) == 2
     mv2 = alice.get_model_version(name, v2)
     assert mv2.current_stage == "None"
     assert "release" not in mv2.tags
