@@ -49,6 +49,23 @@ class GuardTrackingStore(_TrackingStore):
         _refuse_guard_tags(tags)
         super().log_batch(run_id, metrics, params, tags)
 
+    def create_run(
+        self, experiment_id: str, user_id: str, start_time: int, tags: Any, run_name: str
+    ) -> Any:
+        """Refuse ``mlflow_guard.*`` tags from callers."""
+        _refuse_guard_tags(tags)
+        return super().create_run(experiment_id, user_id, start_time, tags, run_name)
+
+    def create_logged_model(self, *args: Any, **kwargs: Any) -> Any:
+        """Refuse ``mlflow_guard.*`` tags from callers."""
+        _refuse_guard_tags(kwargs.get("tags") if "tags" in kwargs else (args[3:4] or [None])[0])
+        return super().create_logged_model(*args, **kwargs)
+
+    def set_logged_model_tags(self, model_id: str, tags: Any) -> None:
+        """Refuse ``mlflow_guard.*`` tags from callers."""
+        _refuse_guard_tags(tags)
+        super().set_logged_model_tags(model_id, tags)
+
 
 class GuardRegistryStore(_RegistryStore):
     """MLflow's SQLAlchemy registry store with the registration gate of the policy."""
@@ -71,6 +88,11 @@ class GuardRegistryStore(_RegistryStore):
         """Refuse ``mlflow_guard.*`` tags from callers."""
         _refuse_guard_tags([tag])
         super().set_model_version_tag(name, version, tag)
+
+    def set_registered_model_tag(self, name: str, tag: Any) -> None:
+        """Refuse ``mlflow_guard.*`` tags from callers."""
+        _refuse_guard_tags([tag])
+        super().set_registered_model_tag(name, tag)
 
     def _gate(self, source: str) -> gate.GateResult:
         from mlflow_guard.core.policy import load_policy

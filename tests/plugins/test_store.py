@@ -133,6 +133,10 @@ def test_guard_tags_are_not_writable_by_callers(guarded: Workspace) -> None:
         client.set_model_version_tag("fraud-tags", "1", "mlflow_guard.signer", "me")
     with mlflow.start_run() as run, pytest.raises(MlflowException, match="written by guard"):
         mlflow.set_tag("mlflow_guard.user", "admin")
+    with pytest.raises(MlflowException, match="written by guard"):
+        client.set_registered_model_tag("fraud-tags", "mlflow_guard.approved", "yes")
+    with pytest.raises(MlflowException, match="written by guard"):
+        client.create_run("0", tags={"mlflow_guard.user": "admin"})
     tags = client.get_model_version("fraud-tags", "1").tags
     assert tags["mlflow_guard.signer"] == "ci"
     assert "mlflow_guard.user" not in client.get_run(run.info.run_id).data.tags
