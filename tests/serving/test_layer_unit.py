@@ -1,0 +1,139 @@
+"""The guard layer in process (a minimal ASGI driver) around MLflow's real scoring app."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlflow_guard.serving import ServeOptions, build_app, load_verified, verify_response
+from mlflow_guard.serving.app import LoadedModel, uvicorn_kwargs
+from mlflow_guard.serving.auth import TokenAuth
+from mlflow_guard.store import GuardStore
+from mlflow_guard.tls import TLSConfig
+from tests.serving.conftest import Setup, public_key
+
+BODY = json.dumps({"inputs": [[5.1, 3.5, 1.4, 0.2]]}).encode()
+
+
+@dataclass
+class Answer:
+    """What the driver collected, shaped like a ``requests.Response`` for verify_response."""
+
+    status_code: int
+    headers: dict[str, str]
+    content: bytes
+    request: Any
+
+
+@dataclass
+class Req:
+    method: str
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def call(app: Any, token: str | None, body: bytes = BODY, path: str = "/invocations") -> Answer:
+    headers = [(b"content-type", b"application/json")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers,
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 1),
+        "client": ("127.0.0.1", 2),
+        "root_path": "",
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)] or [b""]
+
+        async def receive() -> dict[str, Any]:
+            if chunks:
+                c = chunks.pop(0)
+                return {"type": "http.request", "body": c, "more_body": bool(chunks)}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(m: dict[str, Any]) -> None:
+            sent.append(m)
+
+        await app(scope, receive, send)
+
+    asyncio.run(run())
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    hdrs = {k.decode(): v.decode() for k, v in start["headers"]}
+    return Answer(start["status"], hdrs, content, Req("POST", "http://x" + path, body, {}))
+
+
+@pytest.fixture(scope="module")
+def loaded(setup: Setup) -> LoadedModel:
+    return load_verified(str(setup.model_dir), setup.policy)
+
+
+def _store(setup: Setup) -> GuardStore:
+    return GuardStore(setup.database_uri)
+
+
+def test_rate_limit_429_signed(setup: Setup, loaded: LoadedModel) -> None:
+    store = _store(setup)
+    opts = ServeOptions(signing_key=setup.response_key.key, rate=1 / 3600)
+    app = build_app(loaded, TokenAuth(store.verify_token, store.revision), opts)
+    assert call(app, setup.tokens["alice"]).status_code == 200
+    r = call(app, setup.tokens["alice"])
+    assert r.status_code == 429
+    assert json.loads(r.content)["error_code"] == "RATE_LIMITED"
+    assert int(r.headers["retry-after"]) == 3600
+    verify_response(r, public_key(setup.response_key))
+    assert call(app, setup.tokens["carol"]).status_code == 200  # per client
+
+
+def test_oversized_body_413(setup: Setup, loaded: LoadedModel) -> None:
+    store = _store(setup)
+    opts = ServeOptions(signing_key=setup.response_key.key, max_body=1000)
+    app = build_app(loaded, TokenAuth(store.verify_token, store.revision), opts)
+    r = call(app, setup.tokens["alice"], body=b"x" * 5000)
+    assert r.status_code == 413
+    assert b"predictions" not in r.content
+
+
+def test_store_down_is_503_not_a_prediction(
+    setup: Setup, loaded: LoadedModel, tmp_path: Path
+) -> None:
+    broken = GuardStore(f"sqlite:///{tmp_path}/nope/guard.db")
+    opts = ServeOptions(signing_key=setup.response_key.key)
+    app = build_app(loaded, TokenAuth(broken.verify_token, broken.revision), opts)
+    r = call(app, setup.tokens["alice"])
+    assert r.status_code == 503
+    assert b"predictions" not in r.content
+    assert r.headers["retry-after"] == "5"
+
+
+def test_unsigned_mode_still_names_the_model(setup: Setup, loaded: LoadedModel) -> None:
+    store = _store(setup)
+    app = build_app(loaded, TokenAuth(store.verify_token, store.revision), ServeOptions())
+    r = call(app, setup.tokens["alice"])
+    assert r.status_code == 200
+    assert "signature" not in r.headers
+    assert r.headers["x-model-root-digest"] == f"sha256:{loaded.verified.root_digest}"
+
+
+def test_uvicorn_tls_arguments(tmp_path: Path) -> None:
+    assert uvicorn_kwargs(TLSConfig()) == {}
+    kw = uvicorn_kwargs(TLSConfig(tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"))
+    assert kw["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+    assert kw["ssl_ca_certs"] == str(tmp_path / "ca.pem")
