@@ -305,10 +305,19 @@ def test_bypass_attempts(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path
     with pytest.raises(MlflowException) as e:
         admin.delete_model_version(name, v1)
     denied(e, "holds protected alias:production")
-    # copy_model_version of v2 into another model: refused (source not resolvable as claimed)
+    # copy_model_version of v2 into another model: it copies the server-written tags, which a
+    # client may not write, and names a models:/NAME/VERSION source guard does not accept
     alice = client_as(reg_env, "alice", monkeypatch)
-    with pytest.raises(MlflowException):
+    with pytest.raises(MlflowException) as e:
         alice.copy_model_version(f"models:/{name}/{v2}", "fraud-copy")
+    assert "Failed to create model version copy" in str(e.value)
+    src_tags = [{"key": k, "value": v} for k, v in alice.get_model_version(name, v2).tags.items()]
+    cases = [(src_tags, 403, "server-only"), ([], 400, "is not accepted")]
+    for tags, code, needle in cases:  # what copy_model_version sends, then without the tags
+        body = {"name": "fraud-copy", "source": f"models:/{name}/{v2}", "tags": tags}
+        r = requests.post(f"{url}/api/2.0/mlflow/model-versions/create", json=body,
+                          auth=auth("alice"), timeout=60)  # fmt: skip
+        expect(r, code, needle)
     assert alice.search_model_versions("name = 'fraud-copy'") == []
     # GraphQL: server-admin only
     query = "{ mlflowSearchModelVersions(input: {}) { modelVersions { name } } }"
