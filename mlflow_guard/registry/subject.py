@@ -11,9 +11,10 @@ problem denies the promotion.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from mlflow_guard.core import oms
+from mlflow_guard.core import oms, provenance
 from mlflow_guard.core.approvals import PromotionSubject, Target
 from mlflow_guard.core.errors import GuardError, ManifestMismatch
 from mlflow_guard.core.policy import Policy
@@ -67,6 +68,34 @@ class VersionFacts:
         }
 
 
+def _provenance(path: Path) -> dict[str, str]:
+    """Commit, datasets and environment from the verified model's provenance (for display).
+
+    Called only after :func:`oms.verify_model` succeeded, so the file is covered by the
+    signature and its digest was checked.
+    """
+    prov = path / provenance.PROVENANCE_FILE
+    if not prov.is_file():
+        return {}
+    try:
+        _, _, manifest = oms.parse_bundle((path / oms.SIGNATURE_FILE).read_bytes())
+        root = provenance.subject_digest(manifest.resources, manifest.serialization.method)
+        att = provenance.read(prov.read_bytes(), expected_root=root, trust=None)
+    except GuardError as e:
+        return {"provenance": f"unreadable: {e.summary}"}
+    ext = att.predicate.get("buildDefinition", {}).get("externalParameters", {})
+    out = {k: str(ext[k]) for k in ("repository", "commit", "branch", "dirty") if k in ext}
+    datasets = []
+    for d in att.dependencies("dataset"):
+        signed = (d.get("annotations") or {}).get("signed")
+        datasets.append(f"{d.get('name')} ({'signed' if signed else 'unsigned'})")
+    if datasets:
+        out["datasets"] = ", ".join(datasets)
+    for env in att.dependencies("environment"):
+        out["environment"] = "sha256:" + str((env.get("digest") or {}).get("sha256", ""))[:16]
+    return out
+
+
 def _stores() -> tuple[Any, Any]:
     from mlflow.server.handlers import _get_model_registry_store, _get_tracking_store
 
@@ -92,6 +121,7 @@ def establish(
     try:
         with local_copy(mv.source) as path:
             result = oms.verify_model(path, trust)
+            facts.lineage.update(_provenance(path))
         digest = result.root_digest
         signers = frozenset({result.key.name, result.key.key_id})
     except ManifestMismatch as e:
@@ -120,7 +150,7 @@ def establish(
         run = tracking.get_run(mv.run_id)
         run_creator = run.data.tags.get(USER_TAG)
         metrics = {str(k): float(v) for k, v in run.data.metrics.items()}
-        facts.lineage = {
+        facts.lineage |= {
             k.removeprefix("mlflow."): str(v)
             for k, v in run.data.tags.items()
             if k in ("mlflow.source.git.commit", "mlflow.source.name", "mlflow.source.git.repoURL")

@@ -20,7 +20,7 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from mlflow_guard.core import approvals, keys, oms
+from mlflow_guard.core import approvals, keys, oms, provenance
 from tests.registry.conftest import Env, auth, client_as
 
 pytestmark = pytest.mark.slow
@@ -33,12 +33,32 @@ class _Evil:
         return (os.system, ("echo pwned",))
 
 
-def make_model(d: Path, signer: keys.Signer | None, *, evil: bool = False) -> Path:
+def add_provenance(d: Path, signer: keys.Signer) -> None:
+    """Write an (unsigned) provenance attestation naming a commit and a dataset, then re-sign."""
+    oms.sign_model(d, signer)
+    _, _, manifest = oms.parse_bundle((d / oms.SIGNATURE_FILE).read_bytes())
+    root = provenance.subject_digest(manifest.resources, manifest.serialization.method)
+    st = provenance.build_statement(
+        provenance.ProvenanceInput(
+            model_name="model",
+            root_digest=root,
+            source=provenance.Source(repository="https://git.example/fraud", commit="c0ffee12"),
+            datasets=(provenance.Dataset(path="data/train.csv", sha256="ab" * 32),),
+        )
+    )
+    (d / provenance.PROVENANCE_FILE).write_bytes(provenance.unsigned(st))
+
+
+def make_model(
+    d: Path, signer: keys.Signer | None, *, evil: bool = False, lineage: bool = False
+) -> Path:
     d.mkdir(parents=True)
     (d / "MLmodel").write_text("flavors: {}\n")
     np.save(d / "weights.npy", np.arange(1000, dtype=np.float64))
     if evil:
         (d / "model.pkl").write_bytes(pickle.dumps(_Evil()))
+    if lineage and signer is not None:
+        add_provenance(d, signer)
     if signer is not None:
         oms.sign_model(d, signer)
     return d
@@ -53,6 +73,7 @@ def new_version(
     signer: str | None = "ci",
     accuracy: float | None = 0.95,
     evil: bool = False,
+    lineage: bool = False,
 ) -> tuple[str, str]:
     """Log a run with a (signed) model and register it; return (version, run_id)."""
     exp = client.get_experiment_by_name("registry-tests")
@@ -60,7 +81,8 @@ def new_version(
     run = client.create_run(exp_id)
     if accuracy is not None:
         client.log_metric(run.info.run_id, "accuracy", accuracy)
-    model = make_model(tmp / uuid.uuid4().hex, env.signers[signer] if signer else None, evil=evil)
+    signing = env.signers[signer] if signer else None
+    model = make_model(tmp / uuid.uuid4().hex, signing, evil=evil, lineage=lineage)
     client.log_artifacts(run.info.run_id, str(model), "model")
     try:
         client.create_registered_model(name)

@@ -74,7 +74,7 @@ def test_reviewer_page(
 
     alice = client_as(reg_env, "alice", monkeypatch)
     name = "fraud-web"
-    v, _ = new_version(reg_env, alice, name, tmp_path)
+    v, _ = new_version(reg_env, alice, name, tmp_path, lineage=True)
     comment = "<script>alert(1)</script> please review"
     r = api(reg_env, "alice", "request", name=name, version=v, target="production", comment=comment)
     assert r.status_code == 200, r.text
@@ -120,6 +120,9 @@ def test_reviewer_page(
     assert ">= 0.9" in gate
     assert "pass" in gate
     assert "counted: bob" in box.text
+    assert "commit=c0ffee12" in box.text
+    assert "data/train.csv (unsigned)" in box.text
+    assert "clean" in box.text
     assert "1 of 2 required" in box.text
     box.find_element(By.CSS_SELECTOR, 'button[data-decision="approve"]').click()
     deadline = time.monotonic() + 60
