@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     loaded = serving_app.load_verified(args.model_uri, args.policy)
     store, _ = open_store(args.policy, args.database_uri)
     store.migrate()
-    auth = TokenAuth(store.verify_token, store.revision)
+    auth = TokenAuth(store.verify_token, store.revision, inline=store.dialect == "sqlite")
     app = serving_app.build_app(loaded, auth, options)
     v = loaded.verified
     scheme = "https" if tls.enabled else "http"

@@ -18,9 +18,10 @@ def store(tmp_path: Path) -> GuardStore:
     return s
 
 
-def test_valid_token_then_cached_then_revoked(store: GuardStore) -> None:
+@pytest.mark.parametrize("inline", [False, True])
+def test_valid_token_then_cached_then_revoked(store: GuardStore, inline: bool) -> None:
     token_id, secret = store.create_token("alice", None)
-    auth = TokenAuth(store.verify_token, store.revision)
+    auth = TokenAuth(store.verify_token, store.revision, inline=inline)
 
     async def scenario() -> list[object]:
         first = await auth.authenticate(secret)
