@@ -101,9 +101,14 @@ class RegistryGuard:
             return self._trust
 
     def rule_for(self, target: Target) -> ProtectedRule | None:
-        """The protected-target entry for ``target``, or ``None``."""
+        """The protected-target entry for ``target``, or ``None``.
+
+        Names compare case-insensitively (fail closed): ``PRODUCTION`` is as protected as
+        ``production``, since some databases collate them together and users read them alike.
+        """
         for rule in self.policy.registry.protected:
-            if Target.of_rule(rule) == target:
+            t = Target.of_rule(rule)
+            if t.kind == target.kind and t.name.casefold() == target.name.casefold():
                 return rule
         return None
 

@@ -305,6 +305,10 @@ def test_bypass_attempts(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path
             timeout=60,
         )
         expect(r, 403, "required approvals")
+    # a look-alike spelling of the protected alias is protected too
+    with pytest.raises(MlflowException) as e:
+        alice.set_registered_model_alias(name, "PRODUCTION", v2)
+    denied(e, "alias:PRODUCTION", "required approvals")
     # legacy stage transition
     with pytest.raises(MlflowException) as e:
         alice.transition_model_version_stage(name, v2, "Production")
