@@ -188,9 +188,9 @@ class RegistryGuard:
                 return None
             return self._register(p, name)
         if endpoint == "_set_registered_model_alias":
-            return self._set(name, _str(p, "version"), Target("alias", _str(p, "alias")))
+            return self._set(name, _str(p, "version"), Target("alias", _str(p, "alias")), principal)
         if endpoint == "_set_model_version_tag":
-            return self._set(name, _str(p, "version"), Target("tag", _str(p, "key")))
+            return self._set(name, _str(p, "version"), Target("tag", _str(p, "key")), principal)
         if endpoint == "_transition_stage":
             return self._transition(p, name, principal)
         held = self._held(name, _str(p, "version") or None)
@@ -229,7 +229,9 @@ class RegistryGuard:
             "ask a server admin (the change is audited)",
         )
 
-    def _set(self, name: str, version: str, target: Target) -> Decision | None:
+    def _set(
+        self, name: str, version: str, target: Target, principal: Principal
+    ) -> Decision | None:
         if self.rule_for(target) is None:
             return None
         if not version:
@@ -238,7 +240,7 @@ class RegistryGuard:
         d = ev.decision
         if d.allowed:
             for req in self.records.find(name, version, target, state="pending"):
-                self.records.close(req.id, "promoted", by="mlflow-client")
+                self.records.close(req.id, "promoted", by=principal.user)
             return d
         summary = f"{target} for {name} version {version} refused: " + " | ".join(d.reasons)
         return Decision.deny(d.rule, summary, *d.reasons)
@@ -256,7 +258,7 @@ class RegistryGuard:
         d = self._admin_only(removing, principal)
         if d is not None and not d.allowed:
             return d
-        s = self._set(name, version, target)
+        s = self._set(name, version, target, principal)
         return s if s is not None else d
 
     # -- what versions hold ------------------------------------------------------------

@@ -32,6 +32,7 @@ from mlflow_guard.registry.enforce import RegistryGuard
 from mlflow_guard.registry.records import DuplicateApproval, PromotionRequest
 
 BP = "mlflow_guard_web"
+MAX_SHOWN = 25  # each request shown is re-verified (artifacts rehashed) on every page view
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
@@ -188,7 +189,7 @@ def install(app: Any, guard: Any, reg: RegistryGuard) -> None:
         nonce = secrets.token_urlsafe(16)
         pending = [
             r
-            for r in reg.records.find(state="pending")
+            for r in reg.records.find(state="pending", limit=MAX_SHOWN)
             if access.decide(reg.policy, p, Action.READ, Resource("model", r.model)).allowed
         ]
         body = "\n".join(_render_request(reg, p, r, secret) for r in pending) or (
