@@ -53,6 +53,7 @@ class Purpose(StrEnum):
     APPROVAL = "approval"
     FEEDBACK = "feedback"
     AUDIT = "audit"
+    SERVING = "serving"
 
 
 class Action(StrEnum):
