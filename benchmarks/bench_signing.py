@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +55,21 @@ def hashing_limit(model: Path) -> tuple[float, float]:
         cpu += time.thread_time() - c0
         total += len(data)
     return total / secs, total / max(cpu, 1e-9)
+
+
+def parallel_limit(threads: int, block: bytes) -> float:
+    """What the machine gives right now: ``threads`` threads hashing in memory, bytes/s."""
+
+    def work() -> None:
+        hashlib.sha256(block).digest()
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    start = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return threads * len(block) / (time.perf_counter() - start)
 
 
 def in_process(model: Path, ser: hashing.Serialization) -> Pair:
@@ -185,6 +202,8 @@ def _run(tmp: Path, args: argparse.Namespace) -> int:
     walls: dict[tuple[str, str], list[float]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
     limits: list[tuple[float, float]] = []
+    paired: dict[str, list[float]] = {}
+    block = os.urandom(256 * 1024 * 1024)
 
     def record(key: tuple[str, str], pair: Pair) -> None:
         walls.setdefault(key, []).append(pair[0])
@@ -196,11 +215,15 @@ def _run(tmp: Path, args: argparse.Namespace) -> int:
             record((name, "sign"), sign())
             record((name, "verify"), verify())
         for name, ser in procs.items():
-            record((name, "hash"), in_process(model, ser))
+            before = parallel_limit(cpus, block)
+            pair = in_process(model, ser)
+            after = parallel_limit(cpus, block)
+            record((name, "hash"), pair)
+            paired.setdefault(name, []).append(total / pair[0] / ((before + after) / 2))
         record(("mlflow-guard", "start"), c.run_cmd_cpu([GUARD, "verify", "--help"]))
         record(("model_signing", "start"), c.run_cmd_cpu([MS, "verify", "key", "--help"]))
     limits.append(hashing_limit(model))
-    _report(walls, cpu, limits, nfiles, total, cpus, args)
+    _report(walls, cpu, limits, paired, nfiles, total, cpus, args)
     # sanity: our sha256 signature verifies with the reference verifier (not timed)
     c.run_cmd(
         [MS, "verify", "key", str(model), "--signature", sig("g256"), "--public_key", str(pub)]
@@ -217,6 +240,7 @@ def _report(
     walls: dict[tuple[str, str], list[float]],
     cpu: dict[tuple[str, str], list[float]],
     limits: list[tuple[float, float]],
+    paired: dict[str, list[float]],
     nfiles: int,
     total: int,
     cpus: int,
@@ -227,6 +251,7 @@ def _report(
     limit = limit1 * cpus
     med = {k: c.median(v) for k, v in walls.items()}
     mcpu = {k: c.median(v) for k, v in cpu.items()}
+    best = {k: min(v) for k, v in walls.items()}
     ms = "model_signing CLI (sha256)"
     print(f"## Signing benchmark: {total / c.GB:.2f} GB, {nfiles} files\n")
     print(c.machine_note(shared=not args.not_shared))
@@ -234,7 +259,8 @@ def _report(
         f"\nHashing limit: single-thread hashlib sha256 in memory {limit1 / c.GB:.2f} GB/s "
         f"(best of {len(limits)}) × {cpus} CPUs = {limit / c.GB:.2f} GB/s; "
         f"{limit1_cpu / c.GB:.2f} GB per CPU-second. "
-        f"Median of {args.reps} interleaved rounds (min–max in brackets); warm page cache; "
+        f"Median of {args.reps} interleaved rounds (min–max in brackets; 'best' = fastest run "
+        "of each, the least disturbed); warm page cache; "
         "start-up included; CPU = user + system seconds of the process.\n"
     )
     rows = []
@@ -249,22 +275,32 @@ def _report(
                 f"{v:.2f} ({c.spread(walls[(name, 'verify')])})",
                 c.rate(total, v),
                 f"**{med[(ms, 'verify')] / v:.2f}×**",
+                f"{best[(ms, 'verify')] / best[(name, 'verify')]:.2f}×",
                 f"{mcpu[(name, 'verify')]:.2f}",
                 f"{mcpu[(ms, 'verify')] / mcpu[(name, 'verify')]:.2f}×",
             ]
         )
     head = ["end to end", "sign s", "sign vs ms CLI", "verify s", "verify rate"]
-    head += ["verify vs `model_signing verify key`", "verify CPU s", "CPU vs ms CLI"]
+    head += ["verify vs `model_signing verify key` (median)", "(best of each)", "verify CPU s"]
+    head += ["CPU vs ms CLI"]
     print(c.table(head, rows))
     rows = []
     for name in [n for n, op in walls if op == "hash"]:
         wall = med[(name, "hash")]
         eff = (total / mcpu[(name, "hash")]) / limit1_cpu
         shown = f"{eff:.0%}" if name.startswith("sha256") else "n/a (blake3)"
-        rows.append(
-            [name, f"{wall:.3f}", c.rate(total, wall), f"{total / wall / limit:.0%}", shown]
-        )
-    head = ["in-process hashing (list + hash)", "s", "rate", "of hashing limit (wall)"]
+        share, share_best = total / wall / limit, total / best[(name, "hash")] / limit
+        now = f"{c.median(paired[name]):.0%}"
+        rate = c.rate(total, wall)
+        rows.append([name, f"{wall:.3f}", rate, f"{share:.0%}", f"{share_best:.0%}", now, shown])
+    head = [
+        "in-process hashing (list + hash)",
+        "s",
+        "rate",
+        "of hashing limit (wall)",
+        "(best run)",
+        f"of {cpus}-thread in-memory hashlib measured beside it",
+    ]
     head += ["bytes per CPU-second vs 1-thread hashlib"]
     print()
     print(c.table(head, rows))
@@ -273,21 +309,28 @@ def _report(
         f"\nStart-up (`verify --help`): mlflow-guard {med[g]:.2f} s wall / {mcpu[g]:.2f} s CPU, "
         f"model_signing {med[m]:.2f} s / {mcpu[m]:.2f} s CPU."
     )
-    msv = med[(ms, "verify")]
-    v256 = msv / med[("mlflow-guard CLI, sha256", "verify")]
-    vb3 = msv / med[("mlflow-guard CLI, blake3", "verify")]
-    vsh = msv / med[("mlflow-guard CLI, sha256 --shards 128 MiB", "verify")]
+    msv, msb = med[(ms, "verify")], best[(ms, "verify")]
+    g256, gb3 = "mlflow-guard CLI, sha256", "mlflow-guard CLI, blake3"
+    gsh = "mlflow-guard CLI, sha256 --shards 128 MiB"
+    v256, vb3, vsh = (msv / med[(n, "verify")] for n in (g256, gb3, gsh))
+    b256, bb3, bsh = (msb / best[(n, "verify")] for n in (g256, gb3, gsh))
     inproc = total / med[("sha256 files", "hash")] / limit
+    inproc_best = total / best[("sha256 files", "hash")] / limit
     inproc_cpu = (total / mcpu[("sha256 files", "hash")]) / limit1_cpu
     print("\nTargets (issue 2):\n")
     print(
-        f"- `mlflow-guard verify` sha256 ≥ 1.5× `model_signing verify key`: {v256:.2f}× "
-        f"({_verdict(v256 >= 1.5)}); with `--shards` {vsh:.2f}×"
+        f"- `mlflow-guard verify` sha256 ≥ 1.5× `model_signing verify key`: median {v256:.2f}× "
+        f"({_verdict(v256 >= 1.5)}), best-of {b256:.2f}×; with `--shards` {vsh:.2f}× / {bsh:.2f}×"
     )
-    print(f"- `mlflow-guard verify` blake3 ≥ 3×: {vb3:.2f}× ({_verdict(vb3 >= 3)})")
     print(
-        f"- in-process sha256 ≥ 90% of the hashing limit: {inproc:.0%} wall "
-        f"({_verdict(inproc >= 0.9)}); per CPU-second {inproc_cpu:.0%}"
+        f"- `mlflow-guard verify` blake3 ≥ 3×: median {vb3:.2f}× ({_verdict(vb3 >= 3)}), "
+        f"best-of {bb3:.2f}×"
+    )
+    print(
+        f"- in-process sha256 ≥ 90% of the hashing limit: median {inproc:.0%} wall "
+        f"({_verdict(inproc >= 0.9)}), best run {inproc_best:.0%}; "
+        f"per CPU-second {inproc_cpu:.0%}; vs {cpus} threads of in-memory hashlib measured "
+        f"beside it {c.median(paired['sha256 files']):.0%}"
     )
 
 
