@@ -32,6 +32,18 @@ def register(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do the start-up work and print the mlflow command instead of running it",
     )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
+    p.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="mutual TLS: require client certificates signed by this CA bundle",
+    )
+    p.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow plain HTTP on a non-loopback --host (TLS terminated in front of guard)",
+    )
     p.set_defaults(mlflow_args=[])
     parse_known = p.parse_known_args
 
@@ -81,10 +93,67 @@ def prepare(policy: str | None) -> dict[str, str]:
     return env
 
 
+def _option(args: list[str], *names: str) -> tuple[int, str] | None:
+    """Index and value of the last ``--name VALUE`` / ``--name=VALUE`` in ``args``."""
+    found: tuple[int, str] | None = None
+    for i, a in enumerate(args):
+        for n in names:
+            if a == n and i + 1 < len(args):
+                found = (i, args[i + 1])
+            elif a.startswith(n + "="):
+                found = (i, a.split("=", 1)[1])
+    return found
+
+
+def apply_tls(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """Check the TLS options against ``--host`` and add the server flags to the mlflow args.
+
+    Raises:
+        UsageError / PolicyError: see :func:`mlflow_guard.tls.check`.
+    """
+    from pathlib import Path
+
+    from mlflow_guard import tls
+
+    host = (_option(extra, "--host", "-h") or (0, "127.0.0.1"))[1]
+    config = tls.TLSConfig(
+        Path(args.tls_cert) if args.tls_cert else None,
+        Path(args.tls_key) if args.tls_key else None,
+        Path(args.tls_client_ca) if args.tls_client_ca else None,
+    )
+    warning = tls.check(host, config, insecure_http=args.insecure_http)
+    if warning:
+        print(f"mlflow-guard: {warning}", file=sys.stderr)
+    if not config.enabled:
+        return extra
+    print(
+        f"mlflow-guard: serving HTTPS on {host} ({'mutual TLS' if config.client_ca else 'TLS'})",
+        file=sys.stderr,
+    )
+    out = list(extra)
+    gunicorn = _option(out, "--gunicorn-opts")
+    name, flags = (
+        ("--gunicorn-opts", tls.gunicorn_args(config))
+        if gunicorn
+        else ("--uvicorn-opts", tls.uvicorn_args(config))
+    )
+    current = _option(out, name)
+    if current is None:
+        return [*out, name, tls.merge_opts(None, flags) or ""]
+    i, value = current
+    merged = tls.merge_opts(value, flags) or ""
+    if out[i] == name:
+        out[i + 1] = merged
+    else:
+        out[i] = f"{name}={merged}"
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
     extra = list(args.mlflow_args)
     if extra and extra[0] == "--":
         extra = extra[1:]
+    extra = apply_tls(args, extra)
     cmd = mlflow_command(extra)
     env = prepare(args.policy)
     if args.dry_run:
