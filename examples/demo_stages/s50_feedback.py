@@ -113,10 +113,10 @@ def run(ctx: Context) -> None:
     copy.write_bytes(dataset.read_bytes())
     hook = _dvc_guard("feedback-check", "data/feedback.jsonl", "--repo", str(repo),
                       "--policy", str(policy))  # fmt: skip
-    run_cli(hook, expect=0, env=env)
+    run_cli(hook, expect=0, env=env, cwd=repo)
     copy.write_bytes(copy.read_bytes().replace(b'"label":"ok"', b'"label":"fraud"', 1))
     print("after hand-editing one label in the dataset:")
-    run_cli(hook, expect=1, env=env)
+    run_cli(hook, expect=1, env=env, cwd=repo)
     attestations = sorted((dataset.parent / "feedback.jsonl.batches").glob("*.intoto.json"))
     if len(attestations) != 2:
         raise DemoFailure(f"expected two feedback-batch attestations, found {attestations}")
