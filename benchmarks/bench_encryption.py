@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
+import _common
 
 
 def _size(text: str) -> int:
@@ -61,11 +61,15 @@ def main() -> int:
                 store = work / f"store-{kind}-{r}"
                 uri = f"file://{store}" if kind == "plain" else f"guard+file://{store}"
                 repo = get_artifact_repository(uri)
-                res[f"up-{kind}"].append(_common.timed(lambda: repo.log_artifact(str(src))))
+                res[f"up-{kind}"].append(
+                    _common.timed(lambda repo=repo: repo.log_artifact(str(src)))
+                )
                 dst = work / f"dl-{kind}-{r}"
                 dst.mkdir()
                 res[f"down-{kind}"].append(
-                    _common.timed(lambda: repo.download_artifacts("model.bin", str(dst)))
+                    _common.timed(
+                        lambda repo=repo, dst=dst: repo.download_artifacts("model.bin", str(dst))
+                    )
                 )
                 shutil.rmtree(store)
                 shutil.rmtree(dst)
