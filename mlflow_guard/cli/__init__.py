@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import pkgutil
 import sys
@@ -36,25 +37,51 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageExit(message, self.prog)
 
 
-def build_parser(prog: str = PROG, package: str = __name__) -> argparse.ArgumentParser:
-    """Build the parser from every ``cmd_*`` module of ``package``."""
+def build_parser(
+    prog: str = PROG, package: str = __name__, only: str | None = None
+) -> argparse.ArgumentParser:
+    """Build the parser from the ``cmd_*`` modules of ``package``.
+
+    With ``only`` (a subcommand name whose module is ``cmd_<only>``), only that subcommand's
+    module is imported: a command pays for its own imports, not for every other command's.
+    """
     parser = _Parser(
         prog=prog,
         description="mlflow-guard: lineage, signing and access control for MLflow and DVC.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    pkg = importlib.import_module(package)
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        if info.name.startswith("cmd_"):
-            mod = importlib.import_module(f"{package}.{info.name}")
-            p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
-            mod.register(p)
+    names: list[str]
+    if only is not None:
+        names = [f"cmd_{only.replace('-', '_')}"]
+    else:
+        pkg = importlib.import_module(package)
+        names = sorted(
+            i.name for i in pkgutil.iter_modules(pkg.__path__) if i.name.startswith("cmd_")
+        )
+    for name in names:
+        mod = importlib.import_module(f"{package}.{name}")
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.register(p)
     return parser
+
+
+def _single_command(argv: Sequence[str], package: str) -> str | None:
+    if not argv or argv[0].startswith("-"):
+        return None
+    try:
+        spec = importlib.util.find_spec(f"{package}.cmd_{argv[0].replace('-', '_')}")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    mod = importlib.import_module(spec.name)
+    return argv[0] if getattr(mod, "NAME", None) == argv[0] else None
 
 
 def run(argv: Sequence[str] | None, *, prog: str = PROG, package: str = __name__) -> int:
     """Parse ``argv`` and run the subcommand behind the single exception boundary."""
-    parser = build_parser(prog, package)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog, package, only=_single_command(argv, package))
     try:
         args = parser.parse_args(argv)
     except _UsageExit as e:
