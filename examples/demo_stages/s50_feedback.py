@@ -129,6 +129,37 @@ def run(ctx: Context) -> None:
     print("feedback-batch attestations (in-toto, signed by data-ci):")
     for p in attestations:
         print(f"  {p.relative_to(ctx.root)}")
+    _retrain(ctx, dataset)
+
+
+def _retrain(ctx: Context, dataset: Path) -> None:
+    """A retraining run over the DVC-tracked feedback dataset names the batches in its lineage."""
+    import shutil
+
+    print("\nRetraining: an MLflow run in a git+DVC repo holding the accepted feedback data")
+    repo = ctx.root / "retrain-repo"
+    (repo / "data").mkdir(parents=True)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    run_cli(["git", "init", "-q", str(repo)], expect=0)
+    run_cli([dvc, "init", "-q"], expect=0, cwd=repo)
+    shutil.copyfile(dataset, repo / "data" / "feedback.jsonl")
+    shutil.copytree(dataset.parent / "feedback.jsonl.batches",
+                    repo / "data" / "feedback.jsonl.batches")  # fmt: skip
+    run_cli([dvc, "add", "-q", "data/feedback.jsonl"], expect=0, cwd=repo)
+    code = (
+        "import mlflow\n"
+        f"mlflow.set_tracking_uri('sqlite:///{ctx.root / 'retrain.db'}')\n"
+        "with mlflow.start_run() as run:\n"
+        "    pass\n"
+        "tags = mlflow.get_run(run.info.run_id).data.tags\n"
+        "for k in ('guard.lineage.dvc.datasets', 'guard.lineage.feedback.batches'):\n"
+        "    print(k, '=', tags.get(k))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    print("  " + proc.stdout.strip().replace("\n", "\n  "))
+    if proc.returncode != 0 or "feedback.jsonl@" not in proc.stdout:
+        raise DemoFailure(f"the retraining run's lineage does not name the batches:\n{proc.stderr}")
 
 
 def _quarantine(common: list[str]) -> list[dict[str, object]]:

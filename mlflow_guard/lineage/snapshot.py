@@ -99,6 +99,25 @@ class Snapshot:
             self._memo["sha256"] = _digest(doc)
         return str(self._memo["sha256"])
 
+    def feedback_batches(self) -> list[str]:
+        """Feedback batches behind the DVC outputs: ``PATH@BATCH_ID`` for every
+        ``PATH.batches/BATCH_ID.intoto.json`` attestation (written by ``feedback ingest``).
+
+        These name the batches (and through them the sources and record ids); like every
+        lineage tag they are claims that the server's gate verifies, not proofs.
+        """
+        if not self.dvc_root:
+            return []
+        out: list[str] = []
+        for d in self.datasets:
+            folder = Path(self.dvc_root) / f"{d.path}.batches"
+            if folder.is_dir():
+                out += sorted(
+                    f"{d.path}@{p.name.removesuffix('.intoto.json')}"
+                    for p in folder.glob("*.intoto.json")
+                )
+        return out
+
     def tags(self) -> dict[str, str]:
         """Run tags under ``guard.lineage.`` (values short; the full list is an artifact)."""
         t: dict[str, str] = {
@@ -135,6 +154,9 @@ class Snapshot:
             )
             if len(compact) <= MAX_TAG_VALUE:
                 t["dvc.datasets"] = compact
+            batches = self.feedback_batches()
+            if batches:
+                t["feedback.batches"] = ",".join(batches)[:MAX_TAG_VALUE]
         if self.environment is not None:
             t["env.sha256"] = self.environment.sha256
             t["env.python"] = self.environment.python

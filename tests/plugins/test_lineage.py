@@ -250,3 +250,14 @@ def test_dvc_disk_cache_reused_invalidated_and_never_trusted_blindly(tmp_path: P
     assert fresh_process_collect() == "b" * 32  # any change invalidates it
     cache.write_text("{not json")
     assert fresh_process_collect() == "b" * 32  # a broken cache is ignored
+
+
+def test_feedback_batches_behind_a_dataset_are_named(in_workspace: Workspace) -> None:
+    """A run over a dataset that feedback ingestion appended to names the batches (ML08)."""
+    assert P + "feedback.batches" not in _run_tags()
+    batches = in_workspace.repo / "data" / "train.csv.batches"
+    batches.mkdir()
+    for bid in ("b2", "a1"):
+        (batches / f"{bid}.intoto.json").write_text("{}")
+    tags = _run_tags()
+    assert tags[P + "feedback.batches"] == "data/train.csv@a1,data/train.csv@b2"
