@@ -7,7 +7,8 @@ paths so tests can hand them to the library, the CLI and ``model_signing`` alike
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,26 @@ import yaml
 
 from mlflow_guard.core import keys
 from mlflow_guard.core.policy import Purpose
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_mlflow_state_leaks_across_modules() -> Iterator[None]:
+    """MLflow's ``set_experiment`` exports ``MLFLOW_EXPERIMENT_ID`` to the process environment
+    (for child processes); a test module that used one store must not leave that id, or the
+    fluent API's active experiment, to the next module, which may use another store."""
+    before = {k: os.environ.get(k) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
+    yield
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None:
+        fluent._active_experiment_id = None  # type: ignore[attr-defined]
+        while fluent.active_run() is not None:  # type: ignore[attr-defined]
+            fluent.end_run()  # type: ignore[attr-defined]
+
 
 PASSPHRASE = "correct horse battery staple"
 PASSPHRASE_ENV = "MLFLOW_GUARD_TEST_PASSPHRASE"

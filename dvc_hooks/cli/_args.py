@@ -23,7 +23,11 @@ def repo(args: argparse.Namespace) -> Path:
 
 
 def rel_paths(root: Path, paths: list[str]) -> list[str]:
-    """Command-line paths (relative to the current directory) → repository-relative POSIX paths.
+    """Command-line paths → repository-relative POSIX paths.
+
+    A relative path is taken relative to the current directory when that lands inside the
+    repository (running from a subfolder), else relative to the repository root (``--repo``
+    used from elsewhere, like ``git -C``).
 
     Raises:
         UsageError: a path outside the repository.
@@ -31,14 +35,20 @@ def rel_paths(root: Path, paths: list[str]) -> list[str]:
     out = []
     base = root.resolve()
     for p in paths:
-        full = Path(os.path.abspath(p))
-        try:
-            out.append(full.relative_to(base).as_posix())
-        except ValueError:
+        candidates = [Path(os.path.abspath(p))]
+        if not Path(p).is_absolute():
+            candidates.append(Path(os.path.normpath(base / p)))
+        for full in candidates:
+            try:
+                out.append(full.relative_to(base).as_posix())
+                break
+            except ValueError:
+                continue
+        else:
             raise UsageError(
                 f"{p} is outside the repository {root}",
                 hint="pass paths inside the repository (or use --repo)",
-            ) from None
+            )
     return out
 
 

@@ -35,7 +35,9 @@ def js_distance(p: Mapping[str, float], q: Mapping[str, float]) -> float:
     div = 0.0
     for k in pn.keys() | qn.keys():
         a, b = pn.get(k, 0.0), qn.get(k, 0.0)
-        m = (a + b) / 2
+        m = a / 2 + b / 2
+        if m <= 0.0:  # both zero, or subnormal weights whose half underflows: no contribution
+            continue
         if a > 0:
             div += 0.5 * a * math.log2(a / m)
         if b > 0:
