@@ -309,6 +309,14 @@ class RegistryGuard:
                 result = check_registration(path, self.policy, self.trust)
         except GuardError as e:
             return Decision.deny("registration", f"source: {e.summary}", e.hint)
+        except Exception as e:  # the store could not produce the bytes (missing, undecryptable)
+            msg = (getattr(e, "message", None) or str(e)).strip().splitlines()
+            return Decision.deny(
+                "registration",
+                "source: the server could not read the model's artifacts: " + " ".join(msg)[:500],
+                "check that the artifacts exist and are intact (an encrypted artifact that fails "
+                "authentication was modified in the store)",
+            )
         if not result.allowed:
             return Decision.deny(
                 "registration",

@@ -13,11 +13,13 @@ import mlflow
 import pytest
 import requests
 
+from mlflow_guard.core import keys, oms
 from mlflow_guard.encryption import envelope
 from mlflow_guard.encryption.kek import ENV_KEK, LocalKeysetKEK
-from tests.server._server import ADMIN_PASSWORD, PASSWORDS, Server, start_guard
+from tests.server._server import ADMIN_PASSWORD, PASSWORDS, POLICY, Server, start_guard
 
 pytestmark = pytest.mark.slow
+MODEL_KEY = keys.generate()
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +28,19 @@ def enc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
     kek = root / "kek.json"
     LocalKeysetKEK.generate(kek)
     store = root / "ciphertext-store"
+    keys.write_keypair(root, "ci", MODEL_KEY)
+    policy = POLICY.replace(
+        "registry: {{require_signature: false, scan_model_files: false}}",
+        "keys: [{{id: ci, public_key: ci.pub, purposes: [model]}}]\n"
+        "registry: {{require_signature: true, scan_model_files: true}}",
+    ).format(guard_db=f"sqlite:///{root}/guard.db")
+    assert "require_signature: true" in policy
     server = start_guard(
-        root, artifacts=f"guard+file://{store}", extra_env={ENV_KEK: str(kek)}, workers=1
+        root,
+        artifacts=f"guard+file://{store}",
+        extra_env={ENV_KEK: str(kek)},
+        workers=1,
+        policy_text=policy,
     )
     try:
         for user in ("alice", "mallory"):
@@ -47,6 +60,7 @@ def _client(server: Server, user: str, monkeypatch: pytest.MonkeyPatch) -> mlflo
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORDS[user])
     monkeypatch.delenv(ENV_KEK, raising=False)  # the client holds no key at all
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     return mlflow.MlflowClient(server.url)
 
 
@@ -79,3 +93,36 @@ def test_proxied_store_holds_ciphertext_and_authorized_reader_gets_plaintext(
     r = requests.get(url, auth=("alice", PASSWORDS["alice"]), timeout=30)
     assert r.status_code == 200
     assert r.content == secret
+
+
+def test_registration_gate_verifies_the_decrypted_artifacts(
+    enc_server: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The server decrypts to verify: OMS digests cover plaintext, and the gate passes."""
+    server, store = enc_server
+    client = _client(server, "alice", monkeypatch)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "coef.json").write_text("[" + ",".join(["0.5"] * 20_000) + "]")
+    (model / "MLmodel").write_text("flavors: {}\n")
+    signed = oms.sign_model(model, keys.Signer(MODEL_KEY))
+    exp = client.create_experiment("alice-enc-registry")
+    run = client.create_run(exp)
+    client.log_artifacts(run.info.run_id, str(model), "model")
+    assert all(envelope.is_encrypted(p) for p in store.rglob("*") if p.is_file())
+    client.create_registered_model("fraud-enc")
+    mv = client.create_model_version("fraud-enc", f"{run.info.artifact_uri}/model", run.info.run_id)
+    tags = client.get_model_version("fraud-enc", mv.version).tags
+    assert tags["mlflow_guard.root_sha256"] == signed.root_digest
+    assert tags["mlflow_guard.signer"] == "ci"
+    # The same artifacts after tampering with the ciphertext: registration refused.
+    stored = next(p for p in store.rglob("coef.json") if run.info.run_id in str(p))
+    data = bytearray(stored.read_bytes())
+    data[-10] ^= 1
+    stored.write_bytes(bytes(data))
+    with pytest.raises(
+        mlflow.exceptions.MlflowException,
+        match=r"could not read the model's artifacts.*failed authentication",
+    ):
+        client.create_model_version("fraud-enc", f"{run.info.artifact_uri}/model", run.info.run_id)
+    assert len(client.search_model_versions("name='fraud-enc'")) == 1
