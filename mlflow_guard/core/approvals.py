@@ -196,6 +196,19 @@ def verify_signed(
     )
 
 
+def protected_rule(protected: Iterable[ProtectedRule], target: Target) -> ProtectedRule | None:
+    """The policy's protected-target entry for ``target``, or ``None``.
+
+    Names compare case-insensitively (fail closed): ``PRODUCTION`` is as protected as
+    ``production``, since some databases collate them together and users read them alike.
+    """
+    for rule in protected:
+        t = Target.of_rule(rule)
+        if t.kind == target.kind and t.name.casefold() == target.name.casefold():
+            return rule
+    return None
+
+
 @dataclass(frozen=True)
 class PromotionSubject:
     """What the server established itself about the version being promoted (never client claims).

@@ -18,8 +18,9 @@ from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as _RegistryStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as _TrackingStore
 
+from mlflow_guard.core.approvals import Target
 from mlflow_guard.core.errors import GuardError
-from mlflow_guard.plugins import gate
+from mlflow_guard.plugins import gate, promotion
 
 
 def _deny(summary: str, reasons: list[str]) -> MlflowException:
@@ -85,14 +86,92 @@ class GuardRegistryStore(_RegistryStore):
         return self.get_model_version(name, mv.version)
 
     def set_model_version_tag(self, name: str, version: str, tag: Any) -> None:
-        """Refuse ``mlflow_guard.*`` tags from callers."""
+        """Refuse ``mlflow_guard.*`` tags; a protected tag key needs the promotion gate."""
         _refuse_guard_tags([tag])
+        self._promote(name, version, Target("tag", str(tag.key)))
         super().set_model_version_tag(name, version, tag)
 
     def set_registered_model_tag(self, name: str, tag: Any) -> None:
-        """Refuse ``mlflow_guard.*`` tags from callers."""
+        """Refuse ``mlflow_guard.*`` tags from callers, and protected tag keys on the model."""
         _refuse_guard_tags([tag])
+        self._refuse_protected(name, [Target("tag", str(tag.key))], "set")
         super().set_registered_model_tag(name, tag)
+
+    # -- promotion (protected aliases, stages and tags) ----------------------------------
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        """A protected alias needs re-verified artifacts, metric gates and signed approvals."""
+        self._promote(name, version, Target("alias", alias))
+        super().set_registered_model_alias(name, alias, version)
+
+    def transition_model_version_stage(
+        self, name: str, version: str, stage: str, archive_existing_versions: bool
+    ) -> Any:
+        """A protected stage needs the promotion gate; leaving or archiving one is refused."""
+        self._promote(name, version, promotion.stage_target(stage))
+        leaving = [t for t in self._held(name, version) if t.kind == "stage"]
+        if archive_existing_versions:
+            leaving += [t for t in self._held(name) if t == promotion.stage_target(stage)]
+        self._refuse_protected(name, leaving, "move out of")
+        return super().transition_model_version_stage(
+            name, version, stage, archive_existing_versions
+        )
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        """Deleting a protected alias is refused in embedded mode."""
+        self._refuse_protected(name, [Target("alias", alias)], "delete")
+        super().delete_registered_model_alias(name, alias)
+
+    def delete_model_version_tag(self, name: str, version: str, key: str) -> None:
+        """Deleting a protected tag is refused in embedded mode."""
+        self._refuse_protected(name, [Target("tag", key)], "delete")
+        super().delete_model_version_tag(name, version, key)
+
+    def delete_model_version(self, name: str, version: str) -> None:
+        """A version holding a protected target cannot be deleted."""
+        self._refuse_protected(name, self._held(name, version), "delete the holder of")
+        super().delete_model_version(name, version)
+
+    def rename_registered_model(self, name: str, new_name: str) -> Any:
+        """A model holding a protected target cannot be renamed."""
+        self._refuse_protected(name, self._held(name), "rename the holder of")
+        return super().rename_registered_model(name, new_name)
+
+    def delete_registered_model(self, name: str) -> None:
+        """A model holding a protected target cannot be deleted."""
+        self._refuse_protected(name, self._held(name), "delete the holder of")
+        super().delete_registered_model(name)
+
+    def _policy_trust(self) -> tuple[Any, Any]:
+        from mlflow_guard.core.policy import load_policy
+        from mlflow_guard.loading import trust_store
+
+        try:
+            return load_policy(), trust_store()
+        except GuardError as e:
+            raise _deny("no usable policy for the registry", [f"{e.summary}; {e.hint}"]) from e
+
+    def _promote(self, name: str, version: str, target: Any) -> None:
+        policy, trust = self._policy_trust()
+        promotion.check(self, policy, trust, name, str(version), target, _deny)
+
+    def _held(self, name: str, version: str | None = None) -> list[Any]:
+        policy, _ = self._policy_trust()
+        return promotion.holders(self, policy, name, version)
+
+    def _refuse_protected(self, name: str, targets: list[Any], verb: str) -> None:
+        from mlflow_guard.core.approvals import protected_rule
+
+        policy, _ = self._policy_trust()
+        hit = [t for t in targets if protected_rule(policy.registry.protected, t)]
+        if hit:
+            raise _deny(
+                f"refused to {verb} protected {', '.join(map(str, hit))} of '{name}'",
+                [
+                    "embedded mode cannot authenticate an admin: make this change through the "
+                    "guard server, or remove the protection from the policy on purpose"
+                ],
+            )
 
     def _gate(self, source: str) -> gate.GateResult:
         from mlflow_guard.core.policy import load_policy

@@ -29,6 +29,7 @@ from mlflow_guard.core.approvals import (
     ProtectedRule,
     Target,
     evaluate,
+    protected_rule,
 )
 from mlflow_guard.core.decision import Decision
 from mlflow_guard.core.errors import GuardError
@@ -101,16 +102,8 @@ class RegistryGuard:
             return self._trust
 
     def rule_for(self, target: Target) -> ProtectedRule | None:
-        """The protected-target entry for ``target``, or ``None``.
-
-        Names compare case-insensitively (fail closed): ``PRODUCTION`` is as protected as
-        ``production``, since some databases collate them together and users read them alike.
-        """
-        for rule in self.policy.registry.protected:
-            t = Target.of_rule(rule)
-            if t.kind == target.kind and t.name.casefold() == target.name.casefold():
-                return rule
-        return None
+        """The protected-target entry for ``target``, or ``None`` (case-insensitive names)."""
+        return protected_rule(self.policy.registry.protected, target)
 
     def is_admin(self, principal: Principal) -> bool:
         """Server admin (MLflow admin flag, or a role granted admin on everything)."""
