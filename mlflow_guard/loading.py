@@ -27,7 +27,7 @@ from typing import Any
 
 from mlflow_guard.core import oms
 from mlflow_guard.core.errors import PolicyError, VerificationError
-from mlflow_guard.core.policy import Purpose, load_policy
+from mlflow_guard.core.policy import Policy, Purpose, load_policy
 from mlflow_guard.core.trust import TrustStore
 
 _tmp_lock = threading.Lock()
@@ -95,21 +95,15 @@ def trust_store(policy: str | os.PathLike[str] | None = None) -> TrustStore:
         ) from e
 
 
-def scan_model_dir(path: Path) -> None:
+def scan_model_dir(path: Path, policy: Policy | None = None) -> None:
     """Scan a model directory; raise when anything is unsafe or the scanner is unavailable.
 
     Raises:
         UnsafeModelContent: findings (listed), or no scanner installed (fail closed).
     """
-    try:
-        from mlflow_guard.core.scan import scan_directory
-    except ImportError as e:
-        raise UnsafeModelContent(
-            "the model-file scanner (mlflow_guard.core.scan) is not available; refusing to load",
-            hint="install a complete mlflow-guard, or pass scan=False only for models you "
-            "trust for other reasons",
-        ) from e
-    report = scan_directory(path)
+    from mlflow_guard.scanning import scan_model
+
+    report = scan_model(path, policy)
     if not report.safe:
         raise UnsafeModelContent(
             f"model files contain unsafe content; refusing to deserialize {path.name}",
@@ -161,7 +155,11 @@ def download_and_verify(
     local = download(uri, _private_dir())
     result = oms.verify_model(local, store, purpose=Purpose.MODEL)
     if scan:
-        scan_model_dir(local)
+        try:
+            scan_policy: Policy | None = load_policy(policy)
+        except PolicyError:  # an explicit trust store without a policy: default allowlist
+            scan_policy = None
+        scan_model_dir(local, scan_policy)
     return VerifiedModel(
         uri=uri,
         local_path=local,

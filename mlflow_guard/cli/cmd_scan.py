@@ -30,6 +30,11 @@ def register(p: argparse.ArgumentParser) -> None:
         metavar="IMPORT",
         help="also allow this import (module.name, module.* or package.**); repeatable",
     )
+    p.add_argument(
+        "--no-second-opinion",
+        action="store_true",
+        help="do not also run picklescan (used when installed; its dangerous findings count)",
+    )
     _common.add_json(p)
     p.set_defaults(func=_run)
 
@@ -63,6 +68,10 @@ def _run(args: argparse.Namespace) -> int:
     section = _scan_policy(args.policy)
     allowlist: Allowlist = section.allowlist().extend(args.allow)
     report = scan_directory(root, allowlist, max_bytes=section.max_bytes)
+    if not args.no_second_opinion:
+        from mlflow_guard.scanning import second_opinion
+
+        report = second_opinion(root, report)
     if args.json:
         _common.print_json({"ok": report.safe, "path": str(root), **report.to_json()})
     else:

@@ -62,15 +62,12 @@ def check_registration(model_dir: Path, policy: Policy, trust: TrustStore) -> Ga
         if reg.require_signature:
             reasons.append(f"signature: {e.summary}; {e.hint or SIGN_HINT}")
     if reg.scan_model_files:
-        try:
-            from mlflow_guard.core.scan import scan_directory
-        except ImportError:
-            reasons.append("scan: the model-file scanner is not installed (denied: fail closed)")
-        else:
-            report = scan_directory(model_dir)
-            tags[TAG_PREFIX + "scan"] = "clean" if report.safe else "unsafe"
-            if not report.safe:
-                reasons.extend(f"scan: {f.path}: {f.reason}" for f in report.findings[:20])
+        from mlflow_guard.scanning import scan_model
+
+        report = scan_model(model_dir, policy)
+        tags[TAG_PREFIX + "scan"] = "clean" if report.safe else "unsafe"
+        if not report.safe:
+            reasons.extend(f"scan: {f.path}: {f.reason}" for f in report.findings[:20])
     if reg.require_lineage:
         attestation = None
         prov_path = model_dir / provenance.PROVENANCE_FILE
