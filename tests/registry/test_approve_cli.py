@@ -26,31 +26,19 @@ def setup(tmp_path: Path) -> dict[str, Path]:
     return {"root": tmp_path, "model": model}
 
 
+def _from_dir(setup: dict[str, Path], out: Path) -> list[str]:
+    root = setup["root"]
+    return ["approve", "fraud", "3", "--to", "production", "--key", str(root / "bob.key"),
+            "--model-dir", str(setup["model"]), "--public-key", str(root / "ci.pub"),
+            "--out", str(out)]  # fmt: skip
+
+
 def test_approve_from_verified_model_dir(
     setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = setup["root"]
     out = root / "appr.json"
-    rc = main(
-        [
-            "approve",
-            "fraud",
-            "3",
-            "--to",
-            "production",
-            "--key",
-            str(root / "bob.key"),
-            "--model-dir",
-            str(setup["model"]),
-            "--public-key",
-            str(root / "ci.pub"),
-            "--out",
-            str(out),
-            "--comment",
-            "looks good",
-            "--json",
-        ]
-    )
+    rc = main([*_from_dir(setup, out), "--comment", "looks good", "--json"])
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     trust = TrustStore(
@@ -73,23 +61,7 @@ def test_approve_refuses_tampered_model(
     root = setup["root"]
     (setup["model"] / "weights.bin").write_bytes(b"\x02" * 1000)
     out = root / "appr.json"
-    rc = main(
-        [
-            "approve",
-            "fraud",
-            "3",
-            "--to",
-            "production",
-            "--key",
-            str(root / "bob.key"),
-            "--model-dir",
-            str(setup["model"]),
-            "--public-key",
-            str(root / "ci.pub"),
-            "--out",
-            str(out),
-        ]
-    )
+    rc = main(_from_dir(setup, out))
     assert rc == 1
     assert "changed: weights.bin" in capsys.readouterr().err
     assert not out.exists()
