@@ -99,4 +99,5 @@ def run(ctx: Context) -> None:
     reason = [ln for ln in proc.stderr.splitlines() if "MLFLOW_GUARD_KEK_KEYSET" in ln]
     if proc.returncode == 0 or not reason:
         raise DemoFailure(f"a download without the KEK did not fail clearly: {proc.stderr[-800:]}")
-    print(f"without the KEK the download is refused: {reason[0].strip()[:160]}")
+    line = reason[0][reason[0].find("mlflow-guard refused") :].strip()
+    print(f"without the KEK the download is refused: {line[:160]}")
