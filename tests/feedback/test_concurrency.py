@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests._pg import admin_connection
 from tests.feedback.conftest import NOW, Env
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -78,15 +78,7 @@ def test_concurrent_double_ingestion_stores_each_record_once(env: Env) -> None:
 
 @pytest.fixture(scope="module")
 def pg_uri() -> Iterator[str]:
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(PG_ADMIN.replace("postgresql://", "postgres://"), connect_timeout=3)
-    except psycopg2.OperationalError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required in CI: {e}")
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not reachable: {e}")
-    conn.autocommit = True
+    conn = admin_connection(PG_ADMIN)
     name = f"guard_feedback_{uuid.uuid4().hex[:10]}"
     with conn.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests._pg import admin_connection
 from tests.plugins.conftest import Workspace, log_sklearn
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -17,15 +18,7 @@ PG = os.environ.get("MLFLOW_GUARD_TEST_PG_SERVER", "postgresql://postgres@127.0.
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
     """A throw-away database; skipped when PostgreSQL is unreachable (failed when CI=true)."""
-    import psycopg2
-
-    try:
-        admin = psycopg2.connect(f"{PG}/postgres", connect_timeout=3)
-    except psycopg2.OperationalError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG} is required in CI: {e}")
-        pytest.skip(f"PostgreSQL at {PG} is unreachable: {e}")
-    admin.autocommit = True
+    admin = admin_connection(f"{PG}/postgres")
     name = f"guard_h4_{secrets.token_hex(4)}"
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')

@@ -15,6 +15,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from tests._pg import admin_connection
 from tests.registry.conftest import Env, auth, client_as, create_users, start_registry_server
 from tests.registry.conftest import write_keys as make_keys
 from tests.registry.test_server_promotion import aliases, new_version
@@ -25,24 +26,10 @@ PG = os.environ.get("MLFLOW_GUARD_TEST_PG", "postgresql://postgres@127.0.0.1:543
 API = "/api/2.0/mlflow-guard/promotions"
 
 
-def _admin_conn() -> Any:
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(PG, connect_timeout=3)
-    except psycopg2.OperationalError as e:
-        msg = f"PostgreSQL unreachable at {PG}: {e}".strip()
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg + " (CI=true requires it)")
-        pytest.skip(msg)
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Env, Server, str]]:
     """Two guard servers sharing PostgreSQL (MLflow, users, guard state) and artifacts."""
-    conn = _admin_conn()
+    conn = admin_connection()
     tag = secrets.token_hex(4)
     dbs = [f"guard_reg_mlflow_{tag}", f"guard_reg_state_{tag}"]
     with conn.cursor() as cur:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests._pg import admin_connection
 from tests.server._server import PASSWORDS, Server, start_guard, wait_ready
 from tests.server.conftest import ADMIN, create_users
 
@@ -25,24 +26,10 @@ GUARD = "/api/2.0/mlflow-guard"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=5"
 
 
-def _admin_conn() -> object:
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(PG, connect_timeout=3)
-    except psycopg2.OperationalError as e:
-        msg = f"PostgreSQL unreachable at {PG}: {e}".strip()
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg + " (CI=true requires it)")
-        pytest.skip(msg)
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture(scope="module")
 def pg_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server, str]]:
     """Two guard servers (one worker each) on shared PostgreSQL databases and artifacts."""
-    conn = _admin_conn()
+    conn = admin_connection()
     tag = secrets.token_hex(4)
     dbs = [f"guard_srv_mlflow_{tag}", f"guard_srv_state_{tag}"]
     with conn.cursor() as cur:  # type: ignore[attr-defined]

@@ -1,0 +1,29 @@
+"""The test PostgreSQL (127.0.0.1:5432): one connection helper with the skip/fail rule.
+
+Tests of the production configuration skip with the reason when PostgreSQL is unreachable,
+except under ``CI=true``, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+PG = os.environ.get("MLFLOW_GUARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def admin_connection(uri: str = PG) -> Any:
+    """An autocommit psycopg2 connection to ``uri``; skip (or fail when CI=true) if unreachable."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(uri, connect_timeout=3)
+    except psycopg2.OperationalError as e:
+        msg = f"PostgreSQL unreachable at {uri}: {e}".strip()
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg + " (CI=true requires it)")
+        pytest.skip(msg)
+    conn.autocommit = True
+    return conn
