@@ -143,24 +143,10 @@ def _hopskipjump(
                 dist[i] = float(np.linalg.norm(adv[0] - xs[i]))
     finally:
         np.random.set_state(saved)
-    considered = slice(0, done)
-    correct = (pred0 == ys)[considered]
-    metrics = _summary(dist[considered], correct, xs[considered], cfg.epsilon)
-    metrics["robustness_points"] = float(done)
-    return {
-        "metrics": metrics,
-        "attack": "HopSkipJump (ART 1.x, decision-based, L2, untargeted); robust accuracy is "
-        "an upper bound",
-        "budget": {
-            "queries": t.queries,
-            "max_queries": cfg.max_queries,
-            "seconds": round(time.monotonic() - start, 3),
-            "max_seconds": cfg.max_seconds,
-            "points_attacked": attacked,
-            "scale": cfg.scale,
-        },
-        "exact": False,
-    }
+    return _black_box_result(
+        "HopSkipJump (ART 1.x, decision-based, L2, untargeted); robust accuracy is an upper bound",
+        dist, pred0, ys, xs, done, attacked, t, cfg, start,
+    )  # fmt: skip
 
 
 def _line_search(
@@ -206,14 +192,33 @@ def _line_search(
             done = i + 1
     except BudgetExceeded:
         pass
+    return _black_box_result(
+        "random-direction line search with bisection (decision-based, L2, untargeted); "
+        "robust accuracy is an upper bound",
+        dist, pred0, ys, xs, done, attacked, t, cfg, start,
+    )  # fmt: skip
+
+
+def _black_box_result(
+    attack: str,
+    dist: Any,
+    pred0: Any,
+    ys: Any,
+    xs: Any,
+    done: int,
+    attacked: int,
+    t: Any,
+    cfg: Any,
+    start: float,
+) -> dict[str, Any]:
+    """Metrics over the points attacked so far, with the attack and the budget it used."""
     considered = slice(0, done)
     correct = (pred0 == ys)[considered]
     metrics = _summary(dist[considered], correct, xs[considered], cfg.epsilon)
     metrics["robustness_points"] = float(done)
     return {
         "metrics": metrics,
-        "attack": "random-direction line search with bisection (decision-based, L2, "
-        "untargeted); robust accuracy is an upper bound",
+        "attack": attack,
         "budget": {
             "queries": t.queries,
             "max_queries": cfg.max_queries,

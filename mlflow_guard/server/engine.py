@@ -88,17 +88,9 @@ class Guard:
         spec = spec_for(view.endpoint)
         if spec is not None and spec.resolver == "public":
             return Verdict(0, request_id=rid)
-        try:
-            principal = self.authn.authenticate(view.headers.get("authorization"))
-        except AuthFailure as e:
-            return self._finish(
-                rid, "-", "authenticate", view.path, Decision.deny("authn", str(e)), 401
-            )
-        except Exception as e:
-            _log.exception("guard: authentication backend failed")
-            return Verdict(
-                503, f"guard cannot authenticate right now: {type(e).__name__}", request_id=rid
-            )
+        principal = self._authenticate(view, rid)
+        if isinstance(principal, Verdict):
+            return principal
         view.principal = principal
         action = spec.action.value if spec and spec.action else "access"
         what = f"{action} {view.method} {view.path}"
@@ -127,6 +119,20 @@ class Guard:
         if verdict.allowed:
             verdict.body = self._bind_identity(view, principal)
         return verdict
+
+    def _authenticate(self, view: RequestView, rid: str) -> Principal | Verdict:
+        """The caller, or the refusal to send: 401 (audited) or 503 when the backend fails."""
+        try:
+            return self.authn.authenticate(view.headers.get("authorization"))
+        except AuthFailure as e:
+            return self._finish(
+                rid, "-", "authenticate", view.path, Decision.deny("authn", str(e)), 401
+            )
+        except Exception as e:
+            _log.exception("guard: authentication backend failed")
+            return Verdict(
+                503, f"guard cannot authenticate right now: {type(e).__name__}", request_id=rid
+            )
 
     def may(self, principal: Principal, action: Action, resource: Resource) -> bool:
         """Pure policy check (used to filter list responses)."""
@@ -260,17 +266,9 @@ class Guard:
         An unauthenticated caller gets 401 (the parse error is not revealed to it).
         """
         rid = uuid.uuid4().hex
-        try:
-            principal = self.authn.authenticate(view.headers.get("authorization"))
-        except AuthFailure as e:
-            return self._finish(
-                rid, "-", "authenticate", view.path, Decision.deny("authn", str(e)), 401
-            )
-        except Exception as e:
-            _log.exception("guard: authentication backend failed")
-            return Verdict(
-                503, f"guard cannot authenticate right now: {type(e).__name__}", request_id=rid
-            )
+        principal = self._authenticate(view, rid)
+        if isinstance(principal, Verdict):
+            return principal
         what = f"access {view.method} {view.path}"
         verdict = self._finish(
             rid,
