@@ -115,7 +115,9 @@ def apply_tls(args: argparse.Namespace, extra: list[str]) -> list[str]:
 
     from mlflow_guard import tls
 
-    host = (_option(extra, "--host", "-h") or (0, "127.0.0.1"))[1]
+    given = _option(extra, "--host", "-h")
+    # mlflow server also reads $MLFLOW_HOST; the check must see the address it will bind.
+    host = given[1] if given else os.environ.get("MLFLOW_HOST") or "127.0.0.1"
     config = tls.TLSConfig(
         Path(args.tls_cert) if args.tls_cert else None,
         Path(args.tls_key) if args.tls_key else None,

@@ -101,3 +101,14 @@ def test_non_loopback_without_tls_refused_before_start(
     assert rc == 2
     assert "refusing to serve plain HTTP on non-loopback" in capsys.readouterr().err
     assert not (tmp_path / "guard.db").exists()
+
+
+def test_mlflow_host_env_is_checked_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = tmp_path / "guard.yaml"
+    policy.write_text("version: 1\n")
+    monkeypatch.setenv("MLFLOW_HOST", "0.0.0.0")  # noqa: S104
+    assert main(["server", "--policy", str(policy), "--dry-run"]) == 2
+    assert "refusing to serve plain HTTP on non-loopback address 0.0.0.0" in capsys.readouterr().err
+    assert not (tmp_path / "guard.db").exists()
