@@ -108,7 +108,7 @@ def test_mlflow_host_env_is_checked_too(
 ) -> None:
     policy = tmp_path / "guard.yaml"
     policy.write_text("version: 1\n")
-    monkeypatch.setenv("MLFLOW_HOST", "0.0.0.0")  # noqa: S104
+    monkeypatch.setenv("MLFLOW_HOST", "0.0.0.0")
     assert main(["server", "--policy", str(policy), "--dry-run"]) == 2
     assert "refusing to serve plain HTTP on non-loopback address 0.0.0.0" in capsys.readouterr().err
     assert not (tmp_path / "guard.db").exists()
