@@ -23,7 +23,7 @@ from typing import Any
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from mlflow_guard.core.errors import GuardError, PolicyError
+from mlflow_guard.core.errors import GuardError, PolicyError, UnsafePath
 from mlflow_guard.encryption import envelope
 from mlflow_guard.encryption.kek import KeyEncryptionKey, LocalKeysetKEK
 
@@ -79,8 +79,11 @@ class GuardArtifactRepository(ArtifactRepository):
                 (root / rel).mkdir(parents=True, exist_ok=True)
                 for name in files:
                     p = Path(dirpath) / name
-                    if p.is_symlink():
-                        continue
+                    if p.is_symlink():  # never follow a link out of the folder, never drop it
+                        raise UnsafePath(
+                            f"refusing to upload symlink {p}",
+                            hint="copy the target into the folder instead of linking it",
+                        )
                     envelope.encrypt_file(p, root / rel / name, kek)
             self._inner.log_artifacts(str(root), artifact_path)  # type: ignore[no-untyped-call]
 

@@ -138,3 +138,18 @@ def test_scheme_resolves_in_fresh_interpreter() -> None:
     assert "'guard+file'" in out.stdout, out.stderr
     assert "'guard+mlflow-artifacts'" in out.stdout, out.stderr
     assert "Failure attempting to register" not in out.stderr
+
+
+def test_symlink_in_uploaded_folder_is_refused_not_dropped(
+    tracking: tuple[Path, str], tmp_path: Path
+) -> None:
+    from mlflow_guard.core.errors import UnsafePath
+
+    store, exp = tracking
+    src = tmp_path / "folder"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    (src / "link").symlink_to("/etc/hostname")
+    with mlflow.start_run(experiment_id=exp), pytest.raises(UnsafePath, match="symlink"):
+        mlflow.log_artifacts(str(src), "folder")
+    assert not list(store.rglob("a.txt"))
