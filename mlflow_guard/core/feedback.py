@@ -9,14 +9,16 @@ a :class:`Rejection` naming the reason otherwise.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from cryptography.exceptions import InvalidSignature
+
 from mlflow_guard.core import feedback_records as fr
 from mlflow_guard.core import keys
-from mlflow_guard.core.errors import KeyNotTrusted, SignatureInvalid
+from mlflow_guard.core.errors import KeyNotTrusted
 from mlflow_guard.core.policy import Policy, Purpose
 from mlflow_guard.core.policy.feedback import FeedbackPolicy
 from mlflow_guard.core.trust import TrustStore
@@ -48,7 +50,7 @@ class Rejection:
 
 @dataclass(frozen=True)
 class _AsymmetricSource:
-    verifier: keys.Verifier
+    check: Callable[[bytes, bytes], None]  # (signature, data); raises InvalidSignature
     key_id: str
     alg: str
 
@@ -95,7 +97,7 @@ class SourceKeys:
                 out[name] = Rejection(Reason.UNTRUSTED_KEY, e.summary)
                 continue
             out[name] = _AsymmetricSource(
-                entry.verifier, entry.key_id, keys.algorithm_name(entry.public_key)
+                entry.verifier.primitive(), entry.key_id, keys.algorithm_name(entry.public_key)
             )
         for h in fp.hmac_sources:
             value = env.get(h.secret_env)
@@ -145,8 +147,8 @@ class SourceKeys:
                 f"{src.key_id[:16]}…",
             )
         try:
-            src.verifier.verify(rec.canonical(), rec.sig)
-        except SignatureInvalid:
+            src.check(rec.sig, rec.canonical())
+        except InvalidSignature:
             return Rejection(
                 Reason.BAD_SIGNATURE,
                 f"signature does not verify with the key of source {rec.source!r}",

@@ -11,6 +11,12 @@ The signed bytes never depend on how the line was serialized: they are the RFC 8
 canonical form of ``{id, source, timestamp, payload}``. Ed25519 and ECDSA P-256 sign those bytes
 directly; HMAC-SHA256 follows Standard Webhooks and signs ``id.timestamp.body`` with ``body`` the
 canonical bytes. ``timestamp`` is integer Unix seconds (as in Standard Webhooks).
+
+Records whose numbers Python's ``json`` prints exactly as JCS does (integers below 2**53,
+non-integral floats from 1e-4 to 1e16) and whose text has no character beyond the Basic
+Multilingual Plane are canonicalized by the C ``json`` encoder (sorted keys, no whitespace,
+minimal escapes: the JCS rules for that subset); everything else goes through the ``rfc8785``
+package. A property test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from mlflow_guard.core import keys
@@ -62,6 +68,7 @@ class Record:
     alg: str
     keyid: str
     sig: bytes
+    plain_numbers: bool = field(default=False, compare=False, repr=False)
 
     def unsigned(self) -> dict[str, Any]:
         """The signed part as a dict."""
@@ -74,6 +81,21 @@ class Record:
 
     def canonical(self) -> bytes:
         """RFC 8785 canonical bytes of the signed part."""
+        if self.plain_numbers:
+            # id and source are validated to unescaped ASCII, timestamp to a safe integer, and
+            # JCS orders the members id < payload < source < timestamp.
+            payload = _canonical_plain_text(self.payload)
+            if payload is not None:
+                text = (
+                    f'{{"id":"{self.id}","payload":{payload},"source":"{self.source}",'
+                    f'"timestamp":{self.timestamp}}}'
+                )
+                try:
+                    return text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise MalformedRecord(
+                        "not canonicalizable as RFC 8785 JSON: a lone surrogate"
+                    ) from e
         return canonical_bytes(self.unsigned())
 
     def message(self) -> bytes:
@@ -95,6 +117,48 @@ def canonical_bytes(obj: Any) -> bytes:
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
         raise MalformedRecord(f"not canonicalizable as RFC 8785 JSON: {e}") from e
     return out
+
+
+_BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")
+_SAFE_INT = 2**53
+
+
+class _Irregular(Exception):
+    """A number whose JCS text differs from Python's ``json`` text: use the general encoder."""
+
+
+def _plain_int(text: str) -> int:
+    value = int(text)
+    if -_SAFE_INT < value < _SAFE_INT:
+        return value
+    raise _Irregular
+
+
+def _plain_float(text: str) -> float:
+    value = float(text)
+    # Python's repr and ECMAScript's Number::toString both print the shortest round-trip digits;
+    # in this range both use plain decimal notation, and non-integral values never print as
+    # "N.0" (JCS: "N"). Anything else (exponents, integral floats, -0.0, inf) is irregular.
+    if 1e-4 <= abs(value) < 1e16 and not value.is_integer():
+        return value
+    raise _Irregular
+
+
+_PLAIN_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def _canonical_plain_text(obj: Any) -> str | None:
+    """JCS text of a tree parsed with the plain-number hooks, or ``None`` if it needs ``rfc8785``.
+
+    ``None`` when the text holds a character beyond the BMP: JCS sorts keys by UTF-16 code
+    units, Python by code points, and the two orders differ only there.
+    """
+    text = _PLAIN_ENCODER.encode(obj)
+    if not text.isascii() and _BEYOND_BMP.search(text):
+        return None
+    return text
 
 
 def hmac_message(record_id: str, timestamp: int, body: bytes) -> bytes:
@@ -122,6 +186,16 @@ def _b64(value: object, what: str) -> bytes:
         raise MalformedRecord(f"{what} is not valid base64") from e
 
 
+_JSON_WS = " \t\n\r"
+_PLAIN_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs,
+    parse_constant=_no_constant,
+    parse_int=_plain_int,
+    parse_float=_plain_float,
+)
+_GENERAL_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant)
+
+
 def parse_record(line: bytes | str) -> Record:
     """Parse one JSONL line into a :class:`Record` (shape only; no signature check).
 
@@ -129,11 +203,25 @@ def parse_record(line: bytes | str) -> Record:
         MalformedRecord: not UTF-8 JSON, duplicate keys, missing/extra fields or wrong types.
     """
     try:
-        data = json.loads(line, object_pairs_hook=_pairs, parse_constant=_no_constant)
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+    except UnicodeDecodeError as e:
+        raise MalformedRecord(f"not valid JSON: not UTF-8 ({e.reason} at byte {e.start})") from e
+    # JSON whitespace only (str.strip() would also drop characters JSON does not allow), and a
+    # UTF-8 byte order mark, which RFC 8259 lets a parser ignore.
+    text = text.strip(_JSON_WS).removeprefix("\ufeff")
+    plain = True
+    try:
+        try:
+            data, end = _PLAIN_DECODER.raw_decode(text)
+        except _Irregular:
+            plain = False
+            data, end = _GENERAL_DECODER.raw_decode(text)
     except MalformedRecord:
         raise
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:
         raise MalformedRecord(f"not valid JSON: {e}") from e
+    if end != len(text):
+        raise MalformedRecord(f"not valid JSON: extra data after the object at character {end}")
     if not isinstance(data, dict):
         raise MalformedRecord(f"expected a JSON object, got {type(data).__name__}")
     if data.keys() != _FIELDS:
@@ -162,7 +250,9 @@ def parse_record(line: bytes | str) -> Record:
         raise MalformedRecord(f"signature.alg must be one of {sorted(ALGORITHMS)}, got {alg!r}")
     if not isinstance(keyid, str):
         raise MalformedRecord("signature.keyid must be a string")
-    return Record(rid, source, ts, payload, alg, keyid.lower(), _b64(sig["sig"], "signature.sig"))
+    return Record(
+        rid, source, ts, payload, alg, keyid.lower(), _b64(sig["sig"], "signature.sig"), plain
+    )
 
 
 def sign_asymmetric(

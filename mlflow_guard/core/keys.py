@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -244,6 +245,22 @@ class Verifier:
     def key_id(self) -> str:
         """Hex sha256 of the public key's SubjectPublicKeyInfo DER."""
         return key_id(self.public_key)
+
+    def primitive(self) -> Callable[[bytes, bytes], None]:
+        """``check(signature, data)`` bound to this key, for hot loops over many signatures.
+
+        The hash and ECDSA parameters are built once; the function raises
+        ``cryptography.exceptions.InvalidSignature`` (not :class:`SignatureInvalid`).
+        """
+        pub = self.public_key
+        if isinstance(pub, ed25519.Ed25519PublicKey):
+            return pub.verify
+        ecdsa = ec.ECDSA(_CURVE_HASH[pub.curve.name]())
+
+        def check(signature: bytes, data: bytes) -> None:
+            pub.verify(signature, data, ecdsa)
+
+        return check
 
     def verify(self, data: bytes, signature: bytes) -> None:
         """Verify a signature over ``data``.

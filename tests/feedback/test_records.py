@@ -59,6 +59,9 @@ def test_hmac_signs_id_timestamp_body_standard_webhooks(env: Env) -> None:
         (b'{"id": "a", "id": "b"}', "duplicate key"),
         (b'{"x": NaN}', "NaN"),
         (b"\xff\xfe", "not valid JSON"),
+        (b'{"id": "a"} {"id": "b"}', "extra data"),
+        (b'{"id": "a"}\x0c', "extra data"),
+        (b"", "not valid JSON"),
     ],
 )
 def test_malformed_json_is_rejected(env: Env, raw: bytes, fragment: str) -> None:
@@ -130,3 +133,114 @@ def test_js_distance_known_values() -> None:
     assert js_distance({"a": 1, "b": 1}, {"a": 2, "b": 2}) == pytest.approx(0.0)
     # JS divergence of (1,0) vs (0.5,0.5) in bits is 0.3113; the distance is its square root.
     assert js_distance({"a": 1}, {"a": 1, "b": 1}) == pytest.approx(0.3113**0.5, abs=1e-3)
+
+
+_JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([0.0, -0.0, 1.0, 1e-4, 9.99e-5, 1e16, 1e15 + 0.5, 123.456, 1e21, 5e-324])
+    | st.text()
+)
+_JSON = st.recursive(
+    _JSON_SCALARS,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _canonical_or_error(fn: object) -> bytes | str:
+    try:
+        out = fn()  # type: ignore[operator]
+    except fr.MalformedRecord:
+        return "MalformedRecord"
+    assert isinstance(out, bytes)
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=6), _JSON, max_size=5),
+    st.booleans(),
+    st.integers(min_value=0, max_value=2**53 - 1),
+)
+def test_fast_canonical_bytes_equal_the_rfc8785_package(
+    payload: dict[str, object], ascii_only: bool, ts: int
+) -> None:
+    """Whatever path a record takes (C json encoder or rfc8785), its signed bytes are JCS."""
+    rec = {
+        "signature": {"alg": "ed25519", "sig": "AAAA"},
+        "payload": payload,
+        "timestamp": ts,
+        "source": "s.1",
+        "id": "rec_1",
+    }
+    line = json.dumps(rec, ensure_ascii=ascii_only, separators=(", ", ": ")).encode(
+        "utf-8", "surrogatepass"
+    )
+    parsed = _canonical_or_error(lambda: fr.parse_record(line).canonical())
+    unsigned = {k: rec[k] for k in ("id", "source", "timestamp")}
+    unsigned["payload"] = json.loads(line)["payload"]
+    reference = _canonical_or_error(lambda: fr.canonical_bytes(unsigned))
+    assert parsed == reference
+
+
+@pytest.mark.parametrize(
+    ("payload_json", "plain"),
+    [
+        ('{"a": 1, "b": 0.25, "c": "x\\u0001\\"y"}', True),
+        ('{"score": 0.0}', False),  # JCS prints 0, Python 0.0
+        ('{"big": 9007199254740993}', False),  # beyond 2**53: rfc8785 refuses it
+        ('{"tiny": 1e-07}', False),  # JCS 1e-7, Python 1e-07
+        ('{"e": 1E2}', False),
+    ],
+)
+def test_number_shapes_pick_the_right_canonicalizer(payload_json: str, plain: bool) -> None:
+    line = (
+        '{"id": "r1", "source": "s", "timestamp": 1, "signature": {"alg": "ed25519", '
+        f'"sig": "AAAA"}}, "payload": {payload_json}}}'
+    ).encode()
+    rec = fr.parse_record(line)
+    assert rec.plain_numbers is plain
+    unsigned = {"id": "r1", "source": "s", "timestamp": 1, "payload": json.loads(payload_json)}
+    assert _canonical_or_error(rec.canonical) == _canonical_or_error(
+        lambda: fr.canonical_bytes(unsigned)
+    )
+
+
+def test_keys_beyond_the_bmp_sort_by_utf16_code_units() -> None:
+    """U+FF61 sorts before U+1F600 by code point but after it by UTF-16 code unit (JCS)."""
+    payload = {"\uff61": 1, "\U0001f600": 2}
+    line = json.dumps(
+        {
+            "id": "r1",
+            "source": "s",
+            "timestamp": 1,
+            "payload": payload,
+            "signature": {"alg": "ed25519", "sig": "AAAA"},
+        }
+    ).encode()
+    canonical = fr.parse_record(line).canonical()
+    assert canonical.index("\U0001f600".encode()) < canonical.index("\uff61".encode())
+    assert canonical == fr.canonical_bytes(
+        {"id": "r1", "source": "s", "timestamp": 1, "payload": payload}
+    )
+
+
+def test_utf8_bom_is_ignored_and_other_encodings_are_malformed() -> None:
+    line = json.dumps(
+        {
+            "id": "r1",
+            "source": "s",
+            "timestamp": 1,
+            "payload": {},
+            "signature": {"alg": "ed25519", "sig": "AAAA"},
+        }
+    )
+    assert fr.parse_record(b"\xef\xbb\xbf" + line.encode()).id == "r1"
+    with pytest.raises(fr.MalformedRecord, match="not UTF-8"):
+        fr.parse_record(line.encode("utf-16"))
