@@ -101,16 +101,18 @@ def _options(args: argparse.Namespace) -> ServeOptions:
 def _run(args: argparse.Namespace) -> int:
     from mlflow_guard import tls as tls_mod
     from mlflow_guard.serving import app as serving_app
-    from mlflow_guard.serving.auth import TokenAuth
+    from mlflow_guard.serving.auth import RevisionReader, TokenAuth
     from mlflow_guard.store.config import open_store
 
     tls = tls_mod.TLSConfig(_path(args.tls_cert), _path(args.tls_key), _path(args.tls_client_ca))
     warning = tls_mod.check(args.host, tls, insecure_http=args.insecure_http)
     options = _options(args)
     loaded = serving_app.load_verified(args.model_uri, args.policy)
-    store, _ = open_store(args.policy, args.database_uri)
+    store, policy = open_store(args.policy, args.database_uri)
     store.migrate()
-    auth = TokenAuth(store.verify_token, store.revision, inline=store.dialect == "sqlite")
+    uri = args.database_uri or (policy.storage.database_uri if policy is not None else "")
+    revision = RevisionReader.for_uri(uri)
+    auth = TokenAuth(store.verify_token, revision, inline=store.dialect == "sqlite")
     app = serving_app.build_app(loaded, auth, options)
     v = loaded.verified
     scheme = "https" if tls.enabled else "http"

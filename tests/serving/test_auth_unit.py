@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from mlflow_guard.serving.auth import TokenAuth
+from mlflow_guard.serving.auth import RevisionReader, TokenAuth
 from mlflow_guard.store import GuardStore, StoreError
 
 
@@ -90,4 +91,85 @@ def test_store_failure_on_confirm_raises(store: GuardStore, tmp_path: Path) -> N
         await hit.confirm()
 
     with pytest.raises(StoreError, match="gone"):
+        asyncio.run(scenario())
+
+
+# -- the raw revision read used on every request --------------------------------------------
+
+
+def test_revision_reader_follows_the_store(store: GuardStore, tmp_path: Path) -> None:
+    reader = RevisionReader.for_uri(f"sqlite:///{tmp_path}/guard.db")
+    assert reader() == store.revision()
+    token_id, _ = store.create_token("alice", None)
+    assert reader() == store.revision()
+    before = reader()
+    assert store.revoke_token(token_id)
+    assert reader() == store.revision() > before
+    reader.dispose()
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_revoked_token_refused_on_next_request_with_raw_reader(
+    store: GuardStore, tmp_path: Path, inline: bool
+) -> None:
+    token_id, secret = store.create_token("alice", None)
+    reader = RevisionReader.for_uri(f"sqlite:///{tmp_path}/guard.db")
+    auth = TokenAuth(store.verify_token, reader, inline=inline)
+
+    async def scenario() -> tuple[bool, object]:
+        for _ in range(3):  # cached after the first
+            hit = await auth.authenticate(secret)
+            assert hit is not None
+            assert await hit.confirm()
+        hit = await auth.authenticate(secret)
+        assert hit is not None
+        assert store.revoke_token(token_id)  # revoked while the prediction runs
+        during = await hit.confirm()
+        after = await auth.authenticate(secret)
+        return during, after
+
+    during, after = asyncio.run(scenario())
+    assert during is False
+    assert after is None
+
+
+def test_revision_reader_store_errors(tmp_path: Path) -> None:
+    db = tmp_path / "guard.db"
+    s = GuardStore(f"sqlite:///{db}")
+    s.migrate()
+    s.dispose()
+    reader = RevisionReader.for_uri(f"sqlite:///{db}")
+    assert reader() >= 0
+    with sqlite3.connect(db) as c:
+        c.execute("DELETE FROM guard_revision")
+    with pytest.raises(StoreError, match="no revision row"):
+        reader()
+    with sqlite3.connect(db) as c:
+        c.execute("DROP TABLE guard_revision")
+    with pytest.raises(StoreError, match="cannot read the revision") as e:
+        reader()
+    assert "no such table" in " ".join(e.value.details)
+    missing = RevisionReader.for_uri(f"sqlite:///{tmp_path}/no/such/dir/guard.db")
+    with pytest.raises(StoreError, match="cannot read the revision"):
+        missing()
+
+
+def test_cached_token_with_broken_store_raises_on_confirm(tmp_path: Path) -> None:
+    db = tmp_path / "guard.db"
+    s = GuardStore(f"sqlite:///{db}")
+    s.migrate()
+    _, secret = s.create_token("alice", None)
+    auth = TokenAuth(s.verify_token, RevisionReader.for_uri(f"sqlite:///{db}"), inline=True)
+
+    async def scenario() -> None:
+        first = await auth.authenticate(secret)
+        assert first is not None
+        assert await first.confirm()
+        with sqlite3.connect(db) as c:
+            c.execute("DROP TABLE guard_revision")
+        hit = await auth.authenticate(secret)  # still cached
+        assert hit is not None
+        await hit.confirm()
+
+    with pytest.raises(StoreError, match="cannot read the revision"):
         asyncio.run(scenario())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import sqlite3
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from mlflow_guard.serving import ServeOptions, build_app, load_verified, verify_response
 from mlflow_guard.serving.app import LoadedModel, uvicorn_kwargs
-from mlflow_guard.serving.auth import TokenAuth
+from mlflow_guard.serving.auth import RevisionReader, TokenAuth
 from mlflow_guard.store import GuardStore
 from mlflow_guard.tls import TLSConfig
 from tests.serving.conftest import Setup, public_key
@@ -137,3 +139,43 @@ def test_uvicorn_tls_arguments(tmp_path: Path) -> None:
     kw = uvicorn_kwargs(TLSConfig(tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"))
     assert kw["ssl_cert_reqs"] == ssl.CERT_REQUIRED
     assert kw["ssl_ca_certs"] == str(tmp_path / "ca.pem")
+
+
+def test_store_lost_after_caching_is_503_signed(
+    setup: Setup, loaded: LoadedModel, tmp_path: Path
+) -> None:
+    db = tmp_path / "guard.db"
+    shutil.copy(setup.database_uri.removeprefix("sqlite:///"), db)
+    store = GuardStore(f"sqlite:///{db}")
+    reader = RevisionReader.for_uri(f"sqlite:///{db}")
+    opts = ServeOptions(signing_key=setup.response_key.key)
+    app = build_app(loaded, TokenAuth(store.verify_token, reader, inline=True), opts)
+    assert call(app, setup.tokens["alice"]).status_code == 200  # verified, now cached
+    with sqlite3.connect(db) as c:
+        c.execute("DROP TABLE guard_revision")
+    r = call(app, setup.tokens["alice"])
+    assert r.status_code == 503
+    assert json.loads(r.content) == {
+        "error_code": "TEMPORARILY_UNAVAILABLE",
+        "message": "cannot check the token now",
+    }
+    assert b"predictions" not in r.content
+    verify_response(r, public_key(setup.response_key))
+
+
+def test_revoked_token_refused_at_the_next_request(
+    setup: Setup, loaded: LoadedModel, tmp_path: Path
+) -> None:
+    db = tmp_path / "guard.db"
+    shutil.copy(setup.database_uri.removeprefix("sqlite:///"), db)
+    store = GuardStore(f"sqlite:///{db}")
+    token_id, secret = store.create_token("dave", None)
+    reader = RevisionReader.for_uri(f"sqlite:///{db}")
+    opts = ServeOptions(signing_key=setup.response_key.key)
+    app = build_app(loaded, TokenAuth(store.verify_token, reader, inline=True), opts)
+    assert [call(app, secret).status_code for _ in range(3)] == [200, 200, 200]
+    assert store.revoke_token(token_id)
+    r = call(app, secret)
+    assert r.status_code == 401
+    assert json.loads(r.content)["error_code"] == "UNAUTHENTICATED"
+    verify_response(r, public_key(setup.response_key))
