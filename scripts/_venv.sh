@@ -12,7 +12,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "installing pinned dependencies into $VENV (first run takes a few minutes)" >&2
-  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  "$VENV/bin/python" -m pip install -q "pip==26.3" >&2
   "$VENV/bin/python" -m pip install -q -r "$ROOT/requirements.lock" >&2
   "$VENV/bin/python" -m pip install -q --no-deps -e "$ROOT" >&2
   echo "$want" > "$STAMP"
