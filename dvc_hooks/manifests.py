@@ -70,6 +70,60 @@ def _entries(root: Path, out: dvcfiles.DvcOut) -> list[hashing.FileEntry]:
     return [hashing.FileEntry("", p, st.st_size, st, listed_ns)]
 
 
+def _missing_dir(out: dvcfiles.DvcOut) -> ManifestMismatch:
+    return ManifestMismatch(
+        f"{out.path}: the data directory is not in the workspace",
+        missing=[out.path],
+        hint="fetch it with `dvc pull` / `dvc checkout`, or remove the DVC record",
+    )
+
+
+def _unreadable(out: dvcfiles.DvcOut, e: OSError, where: str = "") -> VerificationError:
+    return VerificationError(
+        f"{out.path}: cannot read data file: {e.strerror or e}",
+        details=[where or str(e.filename or out.path)],
+        hint="check the file's permissions; unreadable data cannot be verified",
+    )
+
+
+def workspace_digests(
+    root: Path,
+    out: dvcfiles.DvcOut,
+    *,
+    cache: hashing.DigestCache | None = None,
+    workers: int | None = None,
+) -> dict[str, tuple[str, int]]:
+    """``{file path inside the output: (sha256 hex, size)}`` of the workspace's files of ``out``.
+
+    A directory without a cache takes the one-pass :func:`hashing.hash_tree` (the cold path:
+    no per-file listing stat, no model objects); otherwise the files are listed with their
+    stat, which the opt-in cache needs.
+
+    Raises:
+        ManifestMismatch: the output is not in the workspace.
+        UnsafePath: a symlink or special file in it.
+        VerificationError: a file is unreadable or changed while being hashed.
+    """
+    try:
+        if out.is_dir and cache is None:
+            p = root / out.path
+            if not p.is_dir() or p.is_symlink():
+                raise _missing_dir(out)
+            return {n: (d.hex(), size) for n, size, d in hashing.hash_tree(p, workers=workers)}
+        entries = _entries(root, out)
+        digests = hashing.hash_entries(
+            entries, hashing.Serialization(), workers=workers, cache=cache
+        )
+    except VerificationError as e:
+        cause = e.__cause__
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            raise _unreadable(out, cause, e.summary) from e
+        raise
+    except OSError as e:
+        raise _unreadable(out, e) from e
+    return {e.name: (digests[e.name].hex(), e.size) for e in entries}
+
+
 def hash_output(
     root: Path,
     out: dvcfiles.DvcOut,
@@ -78,20 +132,8 @@ def hash_output(
     workers: int | None = None,
 ) -> dataset.DatasetOutput:
     """The workspace's files of ``out`` with their sha256 (the opt-in cache may answer)."""
-    entries = _entries(root, out)
-    try:
-        digests = hashing.hash_entries(
-            entries, hashing.Serialization(), workers=workers, cache=cache
-        )
-    except OSError as e:
-        raise VerificationError(
-            f"{out.path}: cannot read data file: {e.strerror or e}",
-            details=[str(e.filename or out.path)],
-            hint="check the file's permissions; unreadable data cannot be verified",
-        ) from e
-    files = [
-        dataset.DatasetFile(path=e.name, sha256=digests[e.name].hex(), size=e.size) for e in entries
-    ]
+    digests = workspace_digests(root, out, cache=cache, workers=workers)
+    files = [dataset.DatasetFile(path=n, sha256=d, size=s) for n, (d, s) in digests.items()]
     return dataset.DatasetOutput(
         path=out.path,
         hash_kind=out.hash_kind,
@@ -101,6 +143,34 @@ def hash_output(
         is_dir=out.is_dir,
         files=files,
     )
+
+
+def compare_digests(
+    signed: dataset.DatasetOutput, have: dict[str, tuple[str, int]], *, source: str
+) -> None:
+    """:func:`dataset.compare_outputs` against :func:`workspace_digests` (no model per file).
+
+    Raises:
+        ManifestMismatch: files added, removed or changed (sha256 or size), with the same
+            message as :func:`dataset.compare_outputs`.
+    """
+    want = {f.path: f for f in signed.files}
+
+    def show(p: str) -> str:
+        return f"{signed.path}/{p}" if p else signed.path
+
+    missing = [show(p) for p in want.keys() - have.keys()]
+    extra = [show(p) for p in have.keys() - want.keys()]
+    changed = [show(p) for p, f in want.items() if p in have and have[p] != (f.sha256, f.size)]
+    if missing or extra or changed:
+        raise ManifestMismatch(
+            f"{signed.path}: workspace data differs from the signed dataset ({source})",
+            missing=missing,
+            extra=extra,
+            changed=changed,
+            hint="restore the signed data (`dvc checkout`), or if the change is intended, "
+            "`dvc add` it and re-sign with `dvc-guard sign`",
+        )
 
 
 def _sha256_md5(path: Path) -> tuple[str, str]:
@@ -262,11 +332,11 @@ def verify_dvc_file(
     if check_data:
         for o in outs:
             t0 = time.perf_counter()
-            actual = hash_output(root, o, cache=cache, workers=workers)
+            actual = workspace_digests(root, o, cache=cache, workers=workers)
             hash_secs += time.perf_counter() - t0
             signed_out = manifest.output(o.path)
             assert signed_out is not None
-            dataset.compare_outputs(signed_out, actual, source=dvc_file)
-            nfiles += len(actual.files)
-            nbytes += sum(f.size for f in actual.files)
+            compare_digests(signed_out, actual, source=dvc_file)
+            nfiles += len(actual)
+            nbytes += sum(size for _, size in actual.values())
     return Verified(dvc_file, key, len(outs), nfiles, nbytes, hash_secs)

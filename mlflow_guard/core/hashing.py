@@ -15,18 +15,18 @@ process with SIGBUS (fail closed). Design and measurements: ``docs/performance.m
 from __future__ import annotations
 
 import hashlib
-import io
 import mmap
 import os
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
-from mlflow_guard.core.errors import UnsafePath, UsageError, VerificationError
+from mlflow_guard.core.errors import GuardError, UnsafePath, UsageError, VerificationError
 
 HashAlgorithm = Literal["sha256", "blake3"]
 HASH_ALGORITHMS: tuple[HashAlgorithm, ...] = ("sha256", "blake3")
@@ -36,6 +36,9 @@ _WINDOW = 64 * 1024 * 1024
 _MMAP_MIN = 1024 * 1024
 _READ_BUF = 1024 * 1024
 _BLAKE3_THREADS_MIN = 16 * 1024 * 1024
+_BATCH_BYTES = 4 * 1024 * 1024  # a worker takes small files this many bytes at a time
+_BATCH_FILES = 64
+_SPLIT_BYTES = 4 * 1024 * 1024  # hash_tree: a file this big hands the rest of its batch on
 _FLAG_NAMES = ("O_CLOEXEC", "O_NONBLOCK", "O_NOFOLLOW")  # O_NOFOLLOW: never follow a link
 _OPEN_FLAGS = os.O_RDONLY | sum(getattr(os, f, 0) for f in _FLAG_NAMES)
 
@@ -153,19 +156,23 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _changed(path: Path, when: str) -> VerificationError:
+def _changed(path: str | Path, when: str) -> VerificationError:
     return VerificationError(f"{path} changed {when}", hint="retry when nothing writes to it")
+
+
+def _open_error(path: str | Path, e: OSError) -> GuardError:
+    if os.path.islink(path):
+        return UnsafePath(f"refusing symlink {path}", hint="links are never followed")
+    gone = not os.path.lexists(path)
+    what = "disappeared before it was hashed" if gone else f"is unreadable: {e.strerror or e}"
+    return VerificationError(f"{path} {what}", hint="retry; check its permissions")
 
 
 def _open(path: Path, expected: os.stat_result | None) -> tuple[int, os.stat_result]:
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as e:
-        if os.path.islink(path):
-            raise UnsafePath(f"refusing symlink {path}", hint="links are never followed") from e
-        gone = not os.path.lexists(path)
-        what = "disappeared before it was hashed" if gone else f"is unreadable: {e.strerror or e}"
-        raise VerificationError(f"{path} {what}", hint="retry; check its permissions") from e
+        raise _open_error(path, e) from e
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -176,12 +183,22 @@ def _open(path: Path, expected: os.stat_result | None) -> tuple[int, os.stat_res
     return fd, st
 
 
+def _mmap_enabled() -> bool:
+    return os.environ.get("MLFLOW_GUARD_HASH_MMAP", "1") != "0"
+
+
 def _hash_fd(
-    fd: int, start: int, end: int, algorithm: str, buf: bytearray, progress: ProgressCallback | None
+    fd: int,
+    start: int,
+    end: int,
+    algorithm: str,
+    buf: bytearray,
+    progress: ProgressCallback | None,
+    use_mmap: bool = True,
 ) -> bytes:
     length = end - start
     h = _new_hasher(algorithm, length)
-    if length >= _MMAP_MIN and os.environ.get("MLFLOW_GUARD_HASH_MMAP", "1") != "0":
+    if length >= _MMAP_MIN and use_mmap:
         delta = start % mmap.ALLOCATIONGRANULARITY
         stop = delta + length
         willneed = getattr(mmap, "MADV_WILLNEED", None)
@@ -197,11 +214,11 @@ def _hash_fd(
                     progress(hi - lo)
         return h.digest()
     view = memoryview(buf)
-    f = io.FileIO(fd, "rb", closefd=False)
-    f.seek(start)
+    if start:
+        os.lseek(fd, start, os.SEEK_SET)
     pos = start
     while pos < end:
-        n = f.readinto(view[: min(len(buf), end - pos)])
+        n = os.readv(fd, [view[: min(len(buf), end - pos)]])
         if not n:
             raise VerificationError(f"file shrank while being hashed (at byte {pos})")
         h.update(view[:n])
@@ -219,13 +236,14 @@ def _hash_checked(
     expected: os.stat_result | None,
     buf: bytearray,
     progress: ProgressCallback | None,
+    use_mmap: bool = True,
 ) -> bytes:
     fd, st = _open(path, expected)
     try:
         end = st.st_size if end is None else end
         if end > st.st_size:
             raise _changed(path, f"size: expected at least {end} bytes, found {st.st_size}")
-        digest = _hash_fd(fd, start, end, algorithm, buf, progress)
+        digest = _hash_fd(fd, start, end, algorithm, buf, progress, use_mmap)
         if _identity(os.fstat(fd)) != _identity(st):
             raise _changed(path, "while being hashed")
         return digest
@@ -246,12 +264,14 @@ def hash_range(
         UnsafePath: ``path`` is a symlink or not a regular file.
         VerificationError: unreadable, shorter than ``end``, or changed while hashed.
     """
-    return _hash_checked(path, start, end, algorithm, None, bytearray(_READ_BUF), progress)
+    buf = bytearray(_READ_BUF)
+    return _hash_checked(path, start, end, algorithm, None, buf, progress, _mmap_enabled())
 
 
 def hash_file(path: Path, algorithm: HashAlgorithm = "sha256") -> bytes:
     """Digest of a whole regular file (symlinks refused)."""
-    return _hash_checked(path, 0, None, algorithm, None, bytearray(_READ_BUF), None)
+    buf = bytearray(_READ_BUF)
+    return _hash_checked(path, 0, None, algorithm, None, buf, None, _mmap_enabled())
 
 
 def default_workers() -> int:
@@ -275,6 +295,7 @@ class DigestCache:
 
 
 _Unit = tuple[str, FileEntry, int, int]
+_J = TypeVar("_J")
 
 
 def _units(
@@ -303,6 +324,62 @@ def _units(
     return units
 
 
+def _batches(units: list[_Unit]) -> list[list[_Unit]]:
+    """Group units (largest first) so that a worker takes a few MiB of small files at a time."""
+    out: list[list[_Unit]] = []
+    cur: list[_Unit] = []
+    size = 0
+    for u in units:
+        cur.append(u)
+        size += u[3] - u[2]
+        if size >= _BATCH_BYTES or len(cur) >= _BATCH_FILES:
+            out.append(cur)
+            cur, size = [], 0
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _parallel(
+    jobs: Iterable[_J], work: Callable[[_J, bytearray, deque[_J]], None], workers: int
+) -> None:
+    """Run ``work(job, buffer, queue)`` for every job on ``workers`` threads (caller included).
+
+    Each thread owns one read buffer. ``work`` may push a remainder of its job back on
+    ``queue`` (``appendleft``) for another thread. The first error stops the others after their
+    current job and is re-raised here.
+    """
+    queue: deque[_J] = deque(jobs)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        buf = bytearray(_READ_BUF)
+        while not errors:
+            try:
+                job = queue.popleft()  # deque operations are thread-safe
+            except IndexError:
+                return
+            try:
+                work(job, buf, queue)
+            except BaseException as exc:  # re-raised in the calling thread
+                errors.append(exc)
+                return
+
+    n = max(1, min(workers, len(queue)))
+    helpers = [threading.Thread(target=worker, daemon=True) for _ in range(n - 1)]
+    for t in helpers:
+        t.start()
+    worker()  # the calling thread works too
+    try:
+        for t in helpers:
+            t.join()
+    except BaseException:  # interrupted: stop the helpers after their current job
+        errors.append(KeyboardInterrupt())
+        raise
+    if errors:
+        raise errors[0]
+
+
 def hash_entries(
     files: Sequence[FileEntry],
     serialization: Serialization,
@@ -313,7 +390,8 @@ def hash_entries(
 ) -> dict[str, bytes]:
     """Hash files into OMS resources ``{name: digest}``, in manifest order.
 
-    Units (files, or shards ``path:start:end``) are hashed largest first by ``workers`` threads.
+    Units (files, or shards ``path:start:end``) are hashed largest first by ``workers`` threads,
+    small ones a batch at a time.
 
     Args:
         files: from :func:`list_files`.
@@ -338,42 +416,168 @@ def hash_entries(
         set_total(sum(u[3] - u[2] for u in units))
     put_cache = cache if serialization.method == "files" else None
     lock = threading.Lock()
-    queue = iter(units)
-    errors: list[BaseException] = []
+    use_mmap = _mmap_enabled()
 
-    def worker() -> None:
-        buf = bytearray(_READ_BUF)
-        while not errors:
-            with lock:
-                unit = next(queue, None)
-            if unit is None:
-                return
-            name, f, s, e = unit
-            try:
-                digest = _hash_checked(f.path, s, e, algo, f.stat, buf, progress)
-            except BaseException as exc:  # re-raised in the calling thread
-                errors.append(exc)
-                return
+    def work(batch: list[_Unit], buf: bytearray, _: object) -> None:
+        for name, f, s, e in batch:
+            digest = _hash_checked(f.path, s, e, algo, f.stat, buf, progress, use_mmap)
             results[name] = digest
             if put_cache is not None:
                 with lock:
                     put_cache.put(f, algo, digest)
 
-    n = min(workers or default_workers(), len(units))
-    helpers = [threading.Thread(target=worker, daemon=True) for _ in range(n - 1)]
-    for t in helpers:
-        t.start()
-    worker()  # the calling thread works too
-    try:
-        for t in helpers:
-            t.join()
-    except BaseException:  # interrupted: stop the helpers after their current unit
-        errors.append(KeyboardInterrupt())
-        raise
-    if errors:
-        raise errors[0]
-    order = sorted(results, key=lambda k: resource_sort_key(k, serialization.method))
+    _parallel(_batches(units), work, workers or default_workers())
+    if serialization.method == "files":
+        order = sorted(results, key=_parts)
+    else:
+        order = sorted(results, key=lambda k: resource_sort_key(k, "shards"))
     return {k: results[k] for k in order}
+
+
+TreeFile = tuple[str, int, bytes]
+"""One file found by :func:`hash_tree`: (POSIX path under the root, size, digest)."""
+
+_DirJob = tuple[str, str, tuple[int, int], list[str]]  # dir path, name prefix, (dev, ino), names
+
+
+def _dir_flags() -> int:
+    return os.O_RDONLY | sum(getattr(os, f, 0) for f in ("O_CLOEXEC", "O_DIRECTORY", "O_NOFOLLOW"))
+
+
+def _scan(root: Path) -> list[_DirJob]:
+    """Walk ``root`` through directory descriptors, classifying entries by their type only."""
+    jobs: list[_DirJob] = []
+    flags = _dir_flags()
+
+    def walk(dfd: int, path: str, prefix: str) -> None:
+        names: list[str] = []
+        subdirs: list[str] = []
+        with os.scandir(dfd) as it:
+            for e in it:
+                if e.is_symlink():
+                    hint = "copy the target into the directory; links are never followed"
+                    raise UnsafePath(f"refusing symlink {prefix}{e.name} in {root}", hint=hint)
+                if e.is_dir(follow_symlinks=False):
+                    subdirs.append(e.name)
+                elif e.is_file(follow_symlinks=False):
+                    names.append(e.name)
+                else:
+                    raise UnsafePath(f"refusing special file {prefix}{e.name} in {root}")
+        st = os.fstat(dfd)
+        ident = (st.st_dev, st.st_ino)
+        for i in range(0, len(names), _BATCH_FILES):
+            jobs.append((path, prefix, ident, names[i : i + _BATCH_FILES]))
+        for d in subdirs:
+            sub = os.path.join(path, d)
+            try:
+                cfd = os.open(d, flags, dir_fd=dfd)
+            except OSError as e:
+                raise _open_error(sub, e) from e
+            try:
+                walk(cfd, sub, f"{prefix}{d}/")
+            finally:
+                os.close(cfd)
+
+    top = str(root)
+    try:
+        fd = os.open(top, flags)
+    except OSError as e:
+        raise UsageError(f"{root} is not a directory", hint="pass the data directory") from e
+    try:
+        walk(fd, top, "")
+    finally:
+        os.close(fd)
+    return jobs
+
+
+def hash_tree(
+    root: Path, algorithm: HashAlgorithm = "sha256", *, workers: int | None = None
+) -> list[TreeFile]:
+    """List and hash every regular file under ``root`` in one pass, in manifest order.
+
+    The cold path of dataset verification: the same files, names and digests as
+    :func:`list_files` + :func:`hash_entries` (``files`` method), at less cost per file. The
+    listing reads entry types from the directory (no ``lstat`` per file); directories are
+    opened without following links and each must still be the listed one (device, inode) when
+    its files are hashed; each file is opened relative to it with ``O_NOFOLLOW``, must be a
+    regular file, and its ``fstat`` (device, inode, size, mtime, ctime) must be unchanged after
+    hashing. Sizes come from that ``fstat``. There is no per-file listing stat, so no cache.
+
+    Raises:
+        UsageError: ``root`` is not a directory (or is a symlink), or an unknown algorithm.
+        UnsafePath: a symlink or special file under ``root``, at listing or at hashing.
+        VerificationError: a file or directory vanished, is unreadable, or changed.
+    """
+    if algorithm not in HASH_ALGORITHMS:
+        raise UsageError(f"unsupported hash algorithm {algorithm!r}", hint="use sha256 or blake3")
+    if not (os.open in os.supports_dir_fd and os.scandir in os.supports_fd):  # pragma: no cover
+        files = list_files(root)
+        digests = hash_entries(files, Serialization(hash_type=algorithm), workers=workers)
+        return [(f.name, f.size, digests[f.name]) for f in files]
+    jobs = _scan(root)
+    use_mmap = _mmap_enabled()
+    sha256 = algorithm == "sha256"
+    flags = _dir_flags()
+    done: list[TreeFile] = []
+
+    def work(job: _DirJob, buf: bytearray, queue: deque[_DirJob]) -> None:
+        path, prefix, ident, names = job
+        try:
+            dfd = os.open(path, flags)
+        except OSError as e:
+            raise _open_error(path, e) from e
+        try:
+            st = os.fstat(dfd)
+            if (st.st_dev, st.st_ino) != ident:
+                raise _changed(path, "between listing and hashing")
+            view = memoryview(buf)
+            cap = len(buf)
+            for i, name in enumerate(names):
+                try:
+                    fd = os.open(name, _OPEN_FLAGS, dir_fd=dfd)
+                except OSError as e:
+                    raise _open_error(os.path.join(path, name), e) from e
+                try:
+                    st = os.fstat(fd)
+                    if not stat.S_ISREG(st.st_mode):
+                        raise UnsafePath(f"refusing {os.path.join(path, name)}: not a regular file")
+                    size = st.st_size
+                    last = size >= _SPLIT_BYTES and i + 1 < len(names)
+                    if last:  # a big file: another thread takes the rest of the batch
+                        queue.appendleft((path, prefix, ident, names[i + 1 :]))
+                    if sha256 and size <= cap:
+                        got = 0
+                        while got < size:
+                            n = os.readv(fd, [view[got:size]])
+                            if not n:
+                                raise VerificationError(
+                                    f"file shrank while being hashed (at byte {got})"
+                                )
+                            got += n
+                        digest = hashlib.sha256(view[:size]).digest()
+                    else:
+                        digest = _hash_fd(fd, 0, size, algorithm, buf, None, use_mmap)
+                    if _identity(os.fstat(fd)) != _identity(st):
+                        raise _changed(os.path.join(path, name), "while being hashed")
+                finally:
+                    os.close(fd)
+                done.append((prefix + name, size, digest))  # list.append is thread-safe
+                if last:
+                    return
+        finally:
+            os.close(dfd)
+
+    _parallel(jobs, work, workers or default_workers())
+    done.sort(key=lambda t: _parts(t[0]))
+    return done
+
+
+def _parts(name: str) -> list[str]:
+    """Path components of a resource name, as ``PurePosixPath(name).parts`` gives them."""
+    parts = name.split("/")
+    if "" in parts or "." in parts:  # not a normalised relative name: let pathlib decide
+        return list(PurePosixPath(name).parts)
+    return parts
 
 
 def resource_sort_key(
@@ -387,8 +591,8 @@ def resource_sort_key(
     if method == "shards" and sep:
         path, sep2, start = head.rpartition(":")
         if sep2 and start.isdigit() and end.isdigit():
-            return PurePosixPath(path).parts, int(start), int(end)
-    return PurePosixPath(name).parts, -1, -1
+            return tuple(_parts(path)), int(start), int(end)
+    return tuple(_parts(name)), -1, -1
 
 
 def root_digest(digests: Iterable[bytes]) -> str:
