@@ -111,8 +111,9 @@ def _run(args: argparse.Namespace) -> int:
     store, policy = open_store(args.policy, args.database_uri)
     store.migrate()
     uri = args.database_uri or (policy.storage.database_uri if policy is not None else "")
-    revision = RevisionReader.for_uri(uri)
-    auth = TokenAuth(store.verify_token, revision, inline=store.dialect == "sqlite")
+    inline = store.dialect == "sqlite"  # SQLite reads cost less than a thread hand-off
+    revision = RevisionReader.for_uri(uri, hold=inline)
+    auth = TokenAuth(store.verify_token, revision, inline=inline)
     app = serving_app.build_app(loaded, auth, options)
     v = loaded.verified
     scheme = "https" if tls.enabled else "http"

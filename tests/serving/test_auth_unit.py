@@ -97,8 +97,9 @@ def test_store_failure_on_confirm_raises(store: GuardStore, tmp_path: Path) -> N
 # -- the raw revision read used on every request --------------------------------------------
 
 
-def test_revision_reader_follows_the_store(store: GuardStore, tmp_path: Path) -> None:
-    reader = RevisionReader.for_uri(f"sqlite:///{tmp_path}/guard.db")
+@pytest.mark.parametrize("hold", [False, True])
+def test_revision_reader_follows_the_store(store: GuardStore, tmp_path: Path, hold: bool) -> None:
+    reader = RevisionReader.for_uri(f"sqlite:///{tmp_path}/guard.db", hold=hold)
     assert reader() == store.revision()
     token_id, _ = store.create_token("alice", None)
     assert reader() == store.revision()
@@ -113,7 +114,7 @@ def test_revoked_token_refused_on_next_request_with_raw_reader(
     store: GuardStore, tmp_path: Path, inline: bool
 ) -> None:
     token_id, secret = store.create_token("alice", None)
-    reader = RevisionReader.for_uri(f"sqlite:///{tmp_path}/guard.db")
+    reader = RevisionReader.for_uri(f"sqlite:///{tmp_path}/guard.db", hold=inline)
     auth = TokenAuth(store.verify_token, reader, inline=inline)
 
     async def scenario() -> tuple[bool, object]:
@@ -133,23 +134,29 @@ def test_revoked_token_refused_on_next_request_with_raw_reader(
     assert after is None
 
 
-def test_revision_reader_store_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hold", [False, True])
+def test_revision_reader_store_errors(tmp_path: Path, hold: bool) -> None:
     db = tmp_path / "guard.db"
     s = GuardStore(f"sqlite:///{db}")
     s.migrate()
     s.dispose()
-    reader = RevisionReader.for_uri(f"sqlite:///{db}")
+    reader = RevisionReader.for_uri(f"sqlite:///{db}", hold=hold)
     assert reader() >= 0
+    with sqlite3.connect(db) as c:
+        c.execute("ALTER TABLE guard_revision RENAME TO moved_away")
+    with pytest.raises(StoreError, match="cannot read the revision") as e:
+        reader()
+    assert "no such table" in " ".join(e.value.details)
+    with pytest.raises(StoreError, match="cannot read the revision"):  # still refusing
+        reader()
+    with sqlite3.connect(db) as c:
+        c.execute("ALTER TABLE moved_away RENAME TO guard_revision")
+    assert reader() >= 0  # the table is back: the next read answers again
     with sqlite3.connect(db) as c:
         c.execute("DELETE FROM guard_revision")
     with pytest.raises(StoreError, match="no revision row"):
         reader()
-    with sqlite3.connect(db) as c:
-        c.execute("DROP TABLE guard_revision")
-    with pytest.raises(StoreError, match="cannot read the revision") as e:
-        reader()
-    assert "no such table" in " ".join(e.value.details)
-    missing = RevisionReader.for_uri(f"sqlite:///{tmp_path}/no/such/dir/guard.db")
+    missing = RevisionReader.for_uri(f"sqlite:///{tmp_path}/no/such/dir/guard.db", hold=hold)
     with pytest.raises(StoreError, match="cannot read the revision"):
         missing()
 

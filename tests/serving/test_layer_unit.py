@@ -147,7 +147,7 @@ def test_store_lost_after_caching_is_503_signed(
     db = tmp_path / "guard.db"
     shutil.copy(setup.database_uri.removeprefix("sqlite:///"), db)
     store = GuardStore(f"sqlite:///{db}")
-    reader = RevisionReader.for_uri(f"sqlite:///{db}")
+    reader = RevisionReader.for_uri(f"sqlite:///{db}", hold=True)
     opts = ServeOptions(signing_key=setup.response_key.key)
     app = build_app(loaded, TokenAuth(store.verify_token, reader, inline=True), opts)
     assert call(app, setup.tokens["alice"]).status_code == 200  # verified, now cached
@@ -170,7 +170,7 @@ def test_revoked_token_refused_at_the_next_request(
     shutil.copy(setup.database_uri.removeprefix("sqlite:///"), db)
     store = GuardStore(f"sqlite:///{db}")
     token_id, secret = store.create_token("dave", None)
-    reader = RevisionReader.for_uri(f"sqlite:///{db}")
+    reader = RevisionReader.for_uri(f"sqlite:///{db}", hold=True)
     opts = ServeOptions(signing_key=setup.response_key.key)
     app = build_app(loaded, TokenAuth(store.verify_token, reader, inline=True), opts)
     assert [call(app, secret).status_code for _ in range(3)] == [200, 200, 200]
