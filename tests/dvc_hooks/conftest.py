@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +148,7 @@ def tree_state(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def dvc_repo(tmp_path_factory: pytest.TempPathFactory, dataset_keys: Keys) -> Iterator[Path]:
+def dvc_repo(tmp_path_factory: pytest.TempPathFactory, dataset_keys: Keys) -> Path:
     """A git+DVC repo: data/train.csv (dvc add), data/images/ (dvc add, a directory) and a
     dvc.yaml stage (dvc repro) writing features.csv; all signed by data-ci and committed."""
     root = init_repo(tmp_path_factory.mktemp("repo") / "r", dataset_keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -190,6 +191,42 @@ def test_unreadable_data_file_is_reported(dvc_repo: Path) -> None:
         assert "cannot read data file" in proc.stderr
     finally:
         f.chmod(0o644)
+
+
+@pytest.mark.parametrize("mode", ["--no-cache", "--cache"])
+def test_unreadable_data_file_is_reported_even_as_root(
+    dvc_repo: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EACCES simulated on one file (root reads any file): both hashing paths, the cold
+    one-pass tree and the listed one behind the cache, give the same clear error."""
+    real = os.open
+
+    def deny(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if str(path).endswith("3.bin"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", deny)
+    proc = guard(dvc_repo, "verify", mode, "data/images.dvc")
+    assert proc.returncode == 1
+    assert "data/images: cannot read data file: Permission denied" in proc.stderr
+    assert "images/3.bin is unreadable" in proc.stderr
+
+
+def test_cold_and_cached_digests_are_identical(dvc_repo: Path) -> None:
+    """The one-pass cold path and the listed path (with or without a cache) agree, and both
+    match what was signed."""
+    from dvc_hooks import dvcfiles, manifests
+    from mlflow_guard.core.hashcache import HashCache
+
+    (out,) = dvcfiles.parse("data/images.dvc", (dvc_repo / "data/images.dvc").read_bytes())
+    cold = manifests.workspace_digests(dvc_repo, out)
+    cache = HashCache(dvc_repo / ".git" / "test-cache.json")
+    listed = manifests.workspace_digests(dvc_repo, out, cache=cache, workers=1)
+    assert cold == listed
+    assert sorted(cold) == ["0.bin", "1.bin", "2.bin", "3.bin", "4.bin", "sub/x.bin"]
+    model = manifests.hash_output(dvc_repo, out)
+    assert {f.path: (f.sha256, f.size) for f in model.files} == cold
 
 
 def test_sign_refuses_when_workspace_differs_from_dvc_record(
