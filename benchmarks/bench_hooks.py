@@ -6,11 +6,17 @@ median of ``--rounds`` runs of the real command line (interpreter start-up inclu
 
 - ``dvc status`` (DVC's own check: its inode/mtime/size state cache, no hashing);
 - ``dvc-guard verify --no-cache`` (cold: every byte rehashed with sha256, as pre-push does);
-- ``dvc-guard verify --cache`` (warm: opt-in digest cache, unchanged files not reread).
+- ``dvc-guard verify --cache`` (warm: opt-in digest cache, unchanged files not reread);
+
+and, in this process, the listing + hashing phase alone (``hashing.hash_tree``, what the cold
+verify runs per directory output), next to the phase as the CLI reports it (``hash_seconds``).
 
 The sha256 hashing limit is ``hashlib.sha256`` over in-memory buffers on the same number of
 threads: the best any verifier reading these bytes could do. Files are in the page cache (as
-they are right after ``dvc add``/``dvc checkout``). Prints a markdown table.
+they are right after ``dvc add``/``dvc checkout``). Every round runs each measurement once
+(interleaved), so all rows see the same machine load; ratios are medians of per-round ratios.
+The end-to-end ratio cannot reach 80 %: interpreter + CLI start-up alone is most of the
+limit's time. Prints a markdown table.
 
 Usage: python benchmarks/bench_hooks.py [--files 10000] [--size 1G] [--rounds 3]
 """
@@ -89,6 +95,15 @@ def sha256_limit(total: int, workers: int) -> Timing:
     return Timing(time.perf_counter() - t0, time.process_time() - c0)
 
 
+def hash_phase(ds: Path, workers: int) -> Timing:
+    """Listing + hashing of the data directory in this process, as the cold verify does it."""
+    from mlflow_guard.core import hashing
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    hashing.hash_tree(ds, workers=workers)
+    return Timing(time.perf_counter() - t0, time.process_time() - c0)
+
+
 def _median(xs: list[Timing]) -> Timing:
     return Timing(statistics.median(x.wall for x in xs), statistics.median(x.cpu for x in xs))
 
@@ -151,57 +166,69 @@ def main() -> int:
         total = sum(p.stat().st_size for p in (root / "data" / "ds").rglob("*") if p.is_file())
         w = ["--workers", str(args.workers)]
         guard = str(BIN / "dvc-guard")
-        status, cold, warm, limit, startup = [], [], [], [], []
+        status, cold, warm, limit, startup, phase = [], [], [], [], [], []
         _run([guard, "verify", "--cache", *w], root)  # prime the digest cache
         for _ in range(args.rounds):  # interleaved, so every row sees the same machine load
             status.append(_run(["dvc", "status", "-q"], root))
             limit.append(sha256_limit(total, args.workers))
             cold.append(_run([guard, "verify", "--no-cache", "--json", *w], root))
+            phase.append(hash_phase(root / "data" / "ds", args.workers))
             warm.append(_run([guard, "verify", "--cache", *w], root))
             startup.append(_run([guard, "--help"], root))
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    st, co, wa, li, su = (_median(x) for x in (status, cold, warm, limit, startup))
+    st, co, wa, li, su, ph = (_median(x) for x in (status, cold, warm, limit, startup, phase))
     paired = statistics.median(lim.wall / c.wall for lim, c in zip(limit, cold, strict=True))
     hash_secs = [json.loads(c.stdout)["hash_seconds"] for c in cold]
     paired_hash = statistics.median(lim.wall / h for lim, h in zip(limit, hash_secs, strict=True))
+    paired_phase = statistics.median(lim.wall / p.wall for lim, p in zip(limit, phase, strict=True))
     hs = statistics.median(hash_secs)
     gb = 1e9
+    load = os.getloadavg()[0]
     print(
         f"\n{args.files} files, {total / gb:.2f} GB in one DVC directory output (page cache "
         f"warm); {args.workers} hashing threads; median of {args.rounds} interleaved rounds; "
-        f"machine: {os.cpu_count()} CPUs shared with other jobs (load average "
-        f"{os.getloadavg()[0]:.1f}), so wall times are inflated and CPU times are shown too.\n"
+        f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end"
+        + (" (busy: wall times are inflated, CPU times are shown too)" if load > 1.5 else "")
+        + ".\n"
     )
-    print("| operation | wall (s) | CPU (s) | throughput (wall) | wall vs `dvc status` |")
+    print("| operation | wall (s) | CPU (s) | throughput (wall) | vs sha256 limit (wall) |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| `dvc status` | {st.wall:.2f} | {st.cpu:.2f} | — | 1.00× |")
-    print(
-        f"| `dvc-guard verify --cache` (warm) | {wa.wall:.2f} | {wa.cpu:.2f} | — | "
-        f"{wa.wall / st.wall:.2f}× |"
-    )
-    print(
-        f"| `dvc-guard verify --no-cache` (cold, full sha256 rehash) | {co.wall:.2f} | "
-        f"{co.cpu:.2f} | {total / co.wall / gb:.2f} GB/s | {co.wall / st.wall:.2f}× |"
-    )
-    print(
-        f"| … of which listing + hashing inside `verify --no-cache` | {hs:.2f} | — | "
-        f"{total / hs / gb:.2f} GB/s | — |"
-    )
     print(
         f"| sha256 limit: hashlib on the same bytes in memory, {args.workers} threads | "
-        f"{li.wall:.2f} | {li.cpu:.2f} | {total / li.wall / gb:.2f} GB/s | — |"
+        f"{li.wall:.2f} | {li.cpu:.2f} | {total / li.wall / gb:.2f} GB/s | 100 % |"
+    )
+    print(
+        f"| listing + hashing (`hashing.hash_tree`, in process) | {ph.wall:.2f} | {ph.cpu:.2f} "
+        f"| {total / ph.wall / gb:.2f} GB/s | {paired_phase:.0%} |"
+    )
+    print(
+        f"| … the same phase inside `dvc-guard verify --no-cache` | {hs:.2f} | — | "
+        f"{total / hs / gb:.2f} GB/s | {paired_hash:.0%} |"
+    )
+    print(
+        f"| `dvc-guard verify --no-cache` end to end (cold, full sha256 rehash) | {co.wall:.2f} "
+        f"| {co.cpu:.2f} | {total / co.wall / gb:.2f} GB/s | {paired:.0%} |"
     )
     print(
         f"| `dvc-guard --help` (interpreter + CLI start-up) | {su.wall:.2f} | {su.cpu:.2f} "
         "| — | — |"
     )
+    print(f"| `dvc status` | {st.wall:.2f} | {st.cpu:.2f} | — | — |")
     print(
-        f"\nCold verify reaches {paired:.0%} of the sha256 limit in wall time (paired rounds) "
-        f"and {li.cpu / co.cpu:.0%} in CPU time, start-up included; its listing + hashing "
-        f"phase reaches {paired_hash:.0%}. Warm verify takes "
-        f"{wa.wall:.2f} s, {st.wall / wa.wall:.1f}× faster than `dvc status`."
+        f"| `dvc-guard verify --cache` (warm) | {wa.wall:.2f} | {wa.cpu:.2f} | — | — "
+        f"({wa.wall / st.wall:.2f}× `dvc status`) |"
+    )
+    target = 0.8
+    print(
+        f"\nListing + hashing reaches {paired_phase:.0%} of the sha256 limit in process and "
+        f"{paired_hash:.0%} inside the CLI (target {target:.0%}: "
+        f"{'met' if min(paired_phase, paired_hash) >= target else 'NOT met'}). End to end, "
+        f"start-up and signature checks included, cold verify reaches {paired:.0%} in wall "
+        f"time and {li.cpu / co.cpu:.0%} in CPU time (target {target:.0%}: "
+        f"{'met' if paired >= target else 'not met'}; start-up alone takes {su.wall:.2f} s). "
+        f"Warm verify takes {wa.wall:.2f} s, {st.wall / wa.wall:.1f}× faster than `dvc status`."
     )
     return 0
 
