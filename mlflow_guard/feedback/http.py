@@ -47,7 +47,7 @@ def _default_principal() -> access.Principal | None:
 
 
 def create_blueprint(
-    policy: Policy,
+    policy: Policy | Callable[[], Policy],
     store: FeedbackStore,
     *,
     principal: PrincipalGetter = _default_principal,
@@ -58,11 +58,13 @@ def create_blueprint(
     """Build the collector blueprint.
 
     Args:
-        policy: the server's policy (feedback section, keys, roles/access for admin routes).
+        policy: the server's policy (feedback section, keys, roles/access for admin routes), or
+            a function returning the current one (the server's policy watcher: a reloaded
+            policy applies at the next request).
         store: the guard database's feedback tables.
         principal: returns the authenticated caller of the current request (default:
             ``flask.g.guard_principal``); ``None`` means unauthenticated and is refused with 401.
-        trust: trust store (built from ``policy`` if not given).
+        trust: trust store (built from ``policy`` if not given; only with a fixed policy).
         clock: Unix time source.
         register_routes: give the endpoints their decisions in the server's route map
             (:func:`mlflow_guard.server.routes.register_guard_route`).
@@ -70,10 +72,24 @@ def create_blueprint(
     from flask import Blueprint, Response, jsonify, request
 
     bp = Blueprint(BLUEPRINT_NAME, __name__)
-    ingestor = Ingestor(
-        policy, store, TableDestination(), TableQuarantineSink(), trust=trust, clock=clock
-    )
-    limit = policy.feedback.max_batch_bytes
+    current: Callable[[], Policy] = policy if callable(policy) else (lambda: policy)
+    built: list[Ingestor] = []
+
+    def ingestor_now() -> Ingestor:
+        """The ingestor of the current policy (rebuilt when the policy object changes)."""
+        pol = current()
+        if not built or built[-1].policy is not pol:
+            built[:] = [
+                Ingestor(
+                    pol,
+                    store,
+                    TableDestination(),
+                    TableQuarantineSink(),
+                    trust=trust if not callable(policy) else None,
+                    clock=clock,
+                )
+            ]
+        return built[-1]
 
     def error(status: int, message: str, hint: str = "") -> tuple[Response, int]:
         return jsonify({"ok": False, "error": message, "hint": hint}), status
@@ -92,6 +108,8 @@ def create_blueprint(
                 f"expected a JSONL batch ({CONTENT_TYPES[0]}), got {ctype or 'no content type'}",
                 "send one signed record per line with Content-Type: application/x-ndjson",
             )
+        ingestor = ingestor_now()
+        limit = ingestor.fp.max_batch_bytes
         if request.content_length is not None and request.content_length > limit:
             return error(
                 413, f"batch is {request.content_length} bytes; limit is {limit}", "split the batch"
@@ -140,7 +158,7 @@ def create_blueprint(
             return store.mark_released(tx, qid, p.user, now)
 
         try:
-            rec = ingestor.release(entry, p.user, mark)
+            rec = ingestor_now().release(entry, p.user, mark)
         except GuardError as e:
             return error(409, e.summary, e.hint)
         return jsonify({"ok": True, "qid": qid, "source": rec.source, "id": rec.id})
@@ -150,7 +168,7 @@ def create_blueprint(
         if p is None:
             return error(401, "authentication required", "send a guard API token or basic auth")
         try:
-            require_admin(policy, p)
+            require_admin(current(), p)
         except GuardError as e:
             return error(403, e.summary, e.hint)
         return None

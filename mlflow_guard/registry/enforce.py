@@ -18,6 +18,7 @@ would set, move or delete and decides:
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -83,23 +84,31 @@ class RegistryGuard:
     """Registry decisions of one server worker (state lives in the guard database).
 
     Args:
-        policy: the loaded policy (``registry`` section, roles, keys).
+        policy: the loaded policy (``registry`` section, roles, keys), or a function returning
+            the current one (the server passes its policy watcher's, so a reloaded policy and
+            its trust store apply at the next request).
         database_uri: the guard database for approvals and promotion requests.
     """
 
-    def __init__(self, policy: Policy, database_uri: str) -> None:
-        self.policy = policy
+    def __init__(self, policy: Policy | Callable[[], Policy], database_uri: str) -> None:
+        self._current: Callable[[], Policy] = policy if callable(policy) else (lambda: policy)
         self.records = RegistryRecords(database_uri)
-        self._trust: TrustStore | None = None
+        self._trust: tuple[Policy, TrustStore] | None = None
         self._lock = threading.Lock()
 
     @property
+    def policy(self) -> Policy:
+        """The current policy."""
+        return self._current()
+
+    @property
     def trust(self) -> TrustStore:
-        """The policy's trust store (read once)."""
+        """The current policy's trust store (read once per policy)."""
+        policy = self._current()
         with self._lock:
-            if self._trust is None:
-                self._trust = TrustStore.from_policy(self.policy)
-            return self._trust
+            if self._trust is None or self._trust[0] is not policy:
+                self._trust = (policy, TrustStore.from_policy(policy))
+            return self._trust[1]
 
     def rule_for(self, target: Target) -> ProtectedRule | None:
         """The protected-target entry for ``target``, or ``None`` (case-insensitive names)."""

@@ -83,6 +83,7 @@ def create_app(app: Any = None) -> Any:
     from mlflow_guard.server import asgi_layer, flask_layer, guard_api
     from mlflow_guard.server.config import load_config
     from mlflow_guard.server.engine import Guard
+    from mlflow_guard.server.policy_watch import PolicyWatch
 
     flask_app = app if app is not None else mlflow_flask_app
     cached = _INSTALLED.get(id(flask_app))
@@ -92,7 +93,8 @@ def create_app(app: Any = None) -> Any:
         users = open_users(config.users_database_uri)
         if not os.environ.get(BOOTSTRAPPED_ENV):
             bootstrap_admin(users, required=False)
-        guard = Guard(config.policy, store, users, config.auth_cache_seconds)
+        watch = PolicyWatch(config.policy, config.policy_path)
+        guard = Guard(watch, store, users, config.auth_cache_seconds)
         flask_layer.install(flask_app, guard, config.max_json_bytes)
         guard_api.install(flask_app, guard, config.guard_database_uri)
         cached = _INSTALLED[id(flask_app)] = guard

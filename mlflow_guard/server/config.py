@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlflow_guard.core.errors import PolicyError
-from mlflow_guard.core.policy import Policy, load_policy
+from mlflow_guard.core.policy import Policy, find_policy, load_policy
 
 ENV_MAX_JSON = "MLFLOW_GUARD_MAX_JSON_BYTES"
 ENV_CACHE_TTL = "MLFLOW_GUARD_AUTH_CACHE_SECONDS"
@@ -40,6 +41,7 @@ class ServerConfig:
 
     Attributes:
         policy: the loaded policy.
+        policy_path: its file (watched: the server reloads it when it or a key file changes).
         guard_database_uri: guard state (tokens, audit, revision); the policy's
             ``storage.database_uri`` unless ``$MLFLOW_GUARD_DATABASE_URI`` overrides it.
         users_database_uri: MLflow basic-auth user store (users, password hashes, admin flag).
@@ -49,6 +51,7 @@ class ServerConfig:
     """
 
     policy: Policy
+    policy_path: Path
     guard_database_uri: str
     users_database_uri: str
     max_json_bytes: int
@@ -67,9 +70,11 @@ def users_database_uri() -> str:
 
 def load_config() -> ServerConfig:
     """Read the policy and limits. Raises :class:`PolicyError` on any problem."""
-    policy = load_policy(None)
+    path = find_policy(None)
+    policy = load_policy(path)
     return ServerConfig(
         policy=policy,
+        policy_path=path,
         guard_database_uri=os.environ.get(ENV_GUARD_DB) or policy.storage.database_uri,
         users_database_uri=users_database_uri(),
         max_json_bytes=_int_env(ENV_MAX_JSON, 16 * 1024 * 1024),

@@ -17,6 +17,7 @@ from mlflow_guard.core import access
 from mlflow_guard.core.access import SERVER, Principal, Resource
 from mlflow_guard.core.audit import AuditEvent
 from mlflow_guard.core.decision import Decision
+from mlflow_guard.core.errors import PolicyError
 from mlflow_guard.core.policy import Action, Policy
 from mlflow_guard.server import resolve
 from mlflow_guard.server.authn import Authenticator, AuthFailure
@@ -25,6 +26,7 @@ from mlflow_guard.server.hardening import (
     guard_tag_keys,
     source_run_and_experiment,
 )
+from mlflow_guard.server.policy_watch import PolicyWatch
 from mlflow_guard.server.request_view import BadRequest, NotFound, RequestView
 from mlflow_guard.server.routes import TAG_KEY_ENDPOINTS, RouteSpec, spec_for
 
@@ -66,25 +68,39 @@ class Guard:
     """Holds the policy, the stores and the caches of one server worker.
 
     Args:
-        policy: the loaded policy.
+        policy: the loaded policy, or a :class:`PolicyWatch` that reloads it when its files
+            change (the server's case; checked at the start of every request).
         store: the guard store (tokens, revision counter, audit chain).
         users: MLflow's basic-auth user store, initialised.
         auth_cache_seconds: bound on reuse of a verified credential.
     """
 
-    def __init__(self, policy: Policy, store: Any, users: Any, auth_cache_seconds: int) -> None:
-        self.policy = policy
+    def __init__(
+        self, policy: Policy | PolicyWatch, store: Any, users: Any, auth_cache_seconds: int
+    ) -> None:
+        self.watch = policy if isinstance(policy, PolicyWatch) else PolicyWatch(policy)
         self.store = store
         self.users = users
         self.authn = Authenticator(users, store, auth_cache_seconds)
         self.backend = resolve.Backend(self.authn.request_revision)
         self.registry: Any = None  # mlflow_guard.registry.enforce.RegistryGuard, when mounted
 
+    @property
+    def policy(self) -> Policy:
+        """The current policy (see :class:`PolicyWatch`)."""
+        return self.watch.policy
+
     # -- entry point ----------------------------------------------------------------------
 
     def check(self, view: RequestView) -> Verdict:
         """Decide on one request (never raises)."""
         rid = uuid.uuid4().hex
+        try:
+            self.watch.refresh()
+        except PolicyError as e:
+            return Verdict(
+                503, f"{e.summary}. Next step: {e.hint}", list(e.details), request_id=rid
+            )
         spec = spec_for(view.endpoint)
         if spec is not None and spec.resolver == "public":
             return Verdict(0, request_id=rid)

@@ -184,5 +184,5 @@ def _mount_feedback(app: Any, guard: Guard, database_uri: str) -> None:
         from mlflow_guard.feedback.store import FeedbackStore
     except ModuleNotFoundError:
         return
-    bp = mod.create_blueprint(guard.policy, FeedbackStore(database_uri))
+    bp = mod.create_blueprint(lambda: guard.policy, FeedbackStore(database_uri))
     app.register_blueprint(bp)
