@@ -40,6 +40,8 @@ ALGORITHMS: Final = frozenset({ALG_ED25519, ALG_ECDSA_P256, ALG_HMAC})
 _ID = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
 _SOURCE = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 _FIELDS = frozenset({"id", "source", "timestamp", "payload", "signature"})
+_SIG_REQUIRED = frozenset({"alg", "sig"})
+_SIG_FIELDS = frozenset({"alg", "sig", "keyid"})
 _MAX_TS = 2**53 - 1
 
 
@@ -243,7 +245,7 @@ def parse_record(line: bytes | str) -> Record:
         raise MalformedRecord("timestamp must be integer Unix seconds")
     if not isinstance(payload, dict):
         raise MalformedRecord("payload must be a JSON object")
-    if not isinstance(sig, dict) or not {"alg", "sig"} <= sig.keys() <= {"alg", "sig", "keyid"}:
+    if not isinstance(sig, dict) or not _SIG_REQUIRED <= sig.keys() <= _SIG_FIELDS:
         raise MalformedRecord("signature must be an object with 'alg', 'sig' and optional 'keyid'")
     alg, keyid = sig["alg"], sig.get("keyid", "")
     if alg not in ALGORITHMS:
