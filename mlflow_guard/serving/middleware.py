@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_guard.serving import signing
@@ -79,6 +79,13 @@ class GuardLayer:
     rate: RateLimiter | None = None
     budget: QueryBudget | None = None
     max_body: int = DEFAULT_MAX_BODY
+    model_header: tuple[bytes, bytes] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model_header = (
+            signing.MODEL_HEADER.lower().encode("ascii"),
+            f"sha256:{self.model_root_digest}".encode("latin-1"),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -90,8 +97,7 @@ class GuardLayer:
                 await send({"type": "websocket.close", "code": 1008})
             return
         body = await self._read_body(receive)
-        req_digest = signing.content_digest(body or b"")
-        out = _Buffered(self, scope, req_digest)
+        out = _Buffered(self, scope, body or b"")
         if body is None:
             await out.error(send, 413, "REQUEST_TOO_LARGE", f"body over {self.max_body} bytes")
             return
@@ -127,8 +133,16 @@ class GuardLayer:
             out.set_error(500, "INTERNAL_ERROR", "the scoring server failed; see its log")
 
     async def _read_body(self, receive: Receive) -> bytes | None:
-        chunks: list[bytes] = []
-        size = 0
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return b""
+        first: bytes = msg.get("body", b"")
+        if len(first) > self.max_body:
+            return None
+        if not msg.get("more_body", False):
+            return first  # the usual case: one message
+        chunks: list[bytes] = [first]
+        size = len(first)
         while True:
             msg = await receive()
             if msg["type"] != "http.request":
@@ -213,13 +227,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class _Buffered:
     """Collects the app's response, then sends it with digest and signature headers."""
 
-    def __init__(self, layer: GuardLayer, scope: Scope, req_digest: str) -> None:
+    def __init__(self, layer: GuardLayer, scope: Scope, request_body: bytes) -> None:
         self.layer = layer
-        self.method = str(scope.get("method", "GET"))
-        raw = scope.get("raw_path") or scope.get("path", "/").encode("latin-1")
-        query = scope.get("query_string", b"")
-        self.raw_path = raw.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
-        self.req_digest = req_digest
+        self.scope = scope
+        self.request_body = request_body
         self.status = 500
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
@@ -255,37 +266,49 @@ class _Buffered:
             self.headers.append((b"retry-after", str(retry_after).encode()))
         self.body = [json.dumps({"error_code": code, "message": message}).encode()]
 
+    def _request_line(self) -> tuple[str, str]:
+        scope = self.scope
+        raw = scope.get("raw_path") or scope.get("path", "/").encode("latin-1")
+        query = scope.get("query_string", b"")
+        path = raw.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+        return str(scope.get("method", "GET")), path
+
     async def flush(self, send: Send) -> None:
-        body = b"".join(self.body)
-        headers = [(k, v) for k, v in self.headers if k.lower() not in _STRIP]
-        ctype = next((v for k, v in headers if k.lower() == b"content-type"), None)
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        headers: list[tuple[bytes, bytes]] = []
+        ctype: bytes | None = None
+        for name, value in self.headers:
+            low = name.lower()
+            if low in _STRIP:
+                continue
+            if low == b"content-type":
+                if ctype is not None:
+                    continue  # one Content-Type: the one that is signed
+                ctype = value
+            headers.append((name, value))
         if ctype is None:
             ctype = b"application/octet-stream"
             headers.append((b"content-type", ctype))
-        extra: dict[str, str]
         signer = self.layer.signer
         if signer is not None:
+            method, raw_path = self._request_line()
             try:
-                extra = signer.headers_for(
+                headers += signer.header_pairs(
                     status=self.status,
                     content_type=ctype.decode("latin-1"),
                     body=body,
-                    request_body_digest=self.req_digest,
-                    method=self.method,
-                    raw_path=self.raw_path,
+                    request_body_digest=signing.content_digest(self.request_body),
+                    method=method,
+                    raw_path=raw_path,
                 )
             except Exception:  # never send an unsigned answer by accident
                 log.exception("response signing failed")
                 await send({"type": "http.response.start", "status": 500, "headers": []})
                 await send({"type": "http.response.body", "body": b""})
                 return
-            extra.pop("Content-Type", None)
         else:
-            extra = {
-                signing.MODEL_HEADER: f"sha256:{self.layer.model_root_digest}",
-                "Content-Digest": signing.content_digest(body),
-            }
-        headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in extra.items()]
+            headers.append(self.layer.model_header)
+            headers.append((b"content-digest", signing.content_digest(body).encode("ascii")))
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

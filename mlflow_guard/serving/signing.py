@@ -51,6 +51,7 @@ LABEL = "guard"
 TAG = "mlflow-guard-serving"
 MODEL_HEADER = "X-Model-Root-Digest"
 REQUEST_DIGEST_HEADER = "X-Request-Content-Digest"
+_REQUEST_DIGEST_NAME = REQUEST_DIGEST_HEADER.lower().encode("ascii")
 _COMPONENTS: tuple[tuple[str, bool], ...] = (  # (name, from the request: ";req")
     ("@status", False),
     ("content-type", False),
@@ -166,6 +167,8 @@ class ResponseSigner:
         self.algorithm = algorithm_for(private_key)
         self.key_id = keys.key_id(private_key.public_key())
         self.model_header = _field_value(MODEL_HEADER, f"sha256:{model_root_digest}")
+        self._model_name = MODEL_HEADER.lower().encode("ascii")
+        self._model_value = self.model_header.encode("ascii")
         self._clock = clock
         self._sign_bytes = _raw_signer(private_key)
         suffix = (
@@ -235,6 +238,53 @@ class ResponseSigner:
         Raises:
             ValueError: a covered value cannot be signed (the caller answers 500 instead).
         """
+        digest, params, signature = self._sign(
+            status, content_type, body, request_body_digest, method, raw_path
+        )
+        return {
+            "Content-Type": content_type,
+            "Content-Digest": digest,
+            MODEL_HEADER: self.model_header,
+            REQUEST_DIGEST_HEADER: request_body_digest,
+            "Signature-Input": f"{LABEL}={params}",
+            "Signature": f"{LABEL}=:{signature}:",
+        }
+
+    def header_pairs(
+        self,
+        *,
+        status: int,
+        content_type: str,
+        body: bytes,
+        request_body_digest: str,
+        method: str,
+        raw_path: str,
+    ) -> list[tuple[bytes, bytes]]:
+        """:meth:`headers_for` as ASGI header pairs, without ``Content-Type`` (already sent).
+
+        Raises:
+            ValueError: a covered value cannot be signed (the caller answers 500 instead).
+        """
+        digest, params, signature = self._sign(
+            status, content_type, body, request_body_digest, method, raw_path
+        )
+        return [
+            (b"content-digest", digest.encode("ascii")),
+            (self._model_name, self._model_value),
+            (_REQUEST_DIGEST_NAME, request_body_digest.encode("latin-1")),
+            (b"signature-input", f"{LABEL}={params}".encode("ascii")),
+            (b"signature", f"{LABEL}=:{signature}:".encode("ascii")),
+        ]
+
+    def _sign(
+        self,
+        status: int,
+        content_type: str,
+        body: bytes,
+        request_body_digest: str,
+        method: str,
+        raw_path: str,
+    ) -> tuple[str, str, str]:
         digest = content_digest(body)
         base, params = self.signature_base(
             status=status,
@@ -245,15 +295,7 @@ class ResponseSigner:
             raw_path=raw_path,
             created=int(self._clock()),
         )
-        signature = base64.b64encode(self._sign_bytes(base)).decode("ascii")
-        return {
-            "Content-Type": content_type,
-            "Content-Digest": digest,
-            MODEL_HEADER: self.model_header,
-            REQUEST_DIGEST_HEADER: request_body_digest,
-            "Signature-Input": f"{LABEL}={params}",
-            "Signature": f"{LABEL}=:{signature}:",
-        }
+        return digest, params, base64.b64encode(self._sign_bytes(base)).decode("ascii")
 
 
 @dataclass(frozen=True)

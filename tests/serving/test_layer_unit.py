@@ -16,6 +16,8 @@ import pytest
 from mlflow_guard.serving import ServeOptions, build_app, load_verified, verify_response
 from mlflow_guard.serving.app import LoadedModel, uvicorn_kwargs
 from mlflow_guard.serving.auth import RevisionReader, TokenAuth
+from mlflow_guard.serving.middleware import GuardLayer
+from mlflow_guard.serving.signing import ResponseSigner
 from mlflow_guard.store import GuardStore
 from mlflow_guard.tls import TLSConfig
 from tests.serving.conftest import Setup, public_key
@@ -179,3 +181,25 @@ def test_revoked_token_refused_at_the_next_request(
     assert r.status_code == 401
     assert json.loads(r.content)["error_code"] == "UNAUTHENTICATED"
     verify_response(r, public_key(setup.response_key))
+
+
+def test_one_content_type_is_sent_and_signed(setup: Setup, tmp_path: Path) -> None:
+    async def two_types(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"Content-Type", b"text/html")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"pong", "more_body": True})
+        await send({"type": "http.response.body", "body": b"!"})
+
+    store = GuardStore(f"sqlite:///{tmp_path}/guard.db")
+    layer = GuardLayer(
+        app=two_types,
+        auth=TokenAuth(store.verify_token, None),
+        signer=ResponseSigner(setup.response_key.key, "ab" * 32),
+        model_root_digest="ab" * 32,
+    )
+    r = call(layer, None, path="/ping")
+    assert r.status_code == 200
+    assert r.content == b"pong!"
+    assert r.headers["content-type"] == "text/plain"  # the driver keeps the last duplicate
+    assert r.headers["content-length"] == "5"
+    verify_response(r, public_key(setup.response_key), expected_model_digest="ab" * 32)
