@@ -532,35 +532,44 @@ def hash_tree(
                 raise _changed(path, "between listing and hashing")
             view = memoryview(buf)
             cap = len(buf)
+            open_, fstat, readv, close = os.open, os.fstat, os.readv, os.close  # hot loop
+            sha, is_reg = hashlib.sha256 if sha256 else None, stat.S_ISREG
             for i, name in enumerate(names):
                 try:
-                    fd = os.open(name, _OPEN_FLAGS, dir_fd=dfd)
+                    fd = open_(name, _OPEN_FLAGS, dir_fd=dfd)
                 except OSError as e:
                     raise _open_error(os.path.join(path, name), e) from e
                 try:
-                    st = os.fstat(fd)
-                    if not stat.S_ISREG(st.st_mode):
+                    st = fstat(fd)
+                    if not is_reg(st.st_mode):
                         raise UnsafePath(f"refusing {os.path.join(path, name)}: not a regular file")
                     size = st.st_size
                     last = size >= _SPLIT_BYTES and i + 1 < len(names)
                     if last:  # a big file: another thread takes the rest of the batch
                         queue.appendleft((path, prefix, ident, names[i + 1 :]))
-                    if sha256 and size <= cap:
-                        got = 0
-                        while got < size:
-                            n = os.readv(fd, [view[got:size]])
+                    if sha is not None and size <= cap:
+                        got = readv(fd, [view[:size]]) if size else 0
+                        while got < size:  # a short read: rare on a regular file
+                            n = readv(fd, [view[got:size]])
                             if not n:
                                 raise VerificationError(
                                     f"file shrank while being hashed (at byte {got})"
                                 )
                             got += n
-                        digest = hashlib.sha256(view[:size]).digest()
+                        digest = sha(view[:size]).digest()
                     else:
                         digest = _hash_fd(fd, 0, size, algorithm, buf, None, use_mmap)
-                    if _identity(os.fstat(fd)) != _identity(st):
+                    after = fstat(fd)
+                    if (
+                        after.st_mtime_ns != st.st_mtime_ns
+                        or after.st_ctime_ns != st.st_ctime_ns
+                        or after.st_size != size
+                        or after.st_ino != st.st_ino
+                        or after.st_dev != st.st_dev
+                    ):
                         raise _changed(os.path.join(path, name), "while being hashed")
                 finally:
-                    os.close(fd)
+                    close(fd)
                 done.append((prefix + name, size, digest))  # list.append is thread-safe
                 if last:
                     return
@@ -568,7 +577,9 @@ def hash_tree(
             os.close(dfd)
 
     _parallel(jobs, work, workers or default_workers())
-    done.sort(key=lambda t: _parts(t[0]))
+    # Names from readdir have no empty or "." parts and no NUL: replacing "/" by NUL, which
+    # sorts first, orders them by path components exactly as resource_sort_key does.
+    done.sort(key=lambda t: t[0].replace("/", "\0"))
     return done
 
 
