@@ -19,12 +19,14 @@ import json
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from mlflow_guard.core.dataset import HashKind
 from mlflow_guard.core.errors import PolicyError, UnsafePath
+
+if TYPE_CHECKING:  # the hook path imports no pydantic model before it needs one
+    from mlflow_guard.core.dataset import HashKind
 
 SIDECAR_SUFFIX = ".sig"
 _MD5_HEX = frozenset("0123456789abcdef")

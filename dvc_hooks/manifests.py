@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dvc_hooks import dvcfiles
+from dvc_hooks import dvcfiles, workspace
 from mlflow_guard.core import dataset, hashing, keys
 from mlflow_guard.core.errors import (
     GuardError,
@@ -46,84 +46,6 @@ def workspace_reader(root: Path) -> Reader:
     return read
 
 
-def _entries(root: Path, out: dvcfiles.DvcOut) -> list[hashing.FileEntry]:
-    p = root / out.path
-    if out.is_dir:
-        if not p.is_dir() or p.is_symlink():
-            raise ManifestMismatch(
-                f"{out.path}: the data directory is not in the workspace",
-                missing=[out.path],
-                hint="fetch it with `dvc pull` / `dvc checkout`, or remove the DVC record",
-            )
-        return hashing.list_files(p)
-    listed_ns = time.time_ns()
-    try:
-        st = os.stat(p, follow_symlinks=False)
-    except FileNotFoundError:
-        raise ManifestMismatch(
-            f"{out.path}: the data file is not in the workspace",
-            missing=[out.path],
-            hint="fetch it with `dvc pull` / `dvc checkout`, or remove the DVC record",
-        ) from None
-    if not os.path.isfile(p) or os.path.islink(p):
-        raise ManifestMismatch(f"{out.path}: not a regular file", changed=[out.path])
-    return [hashing.FileEntry("", p, st.st_size, st, listed_ns)]
-
-
-def _missing_dir(out: dvcfiles.DvcOut) -> ManifestMismatch:
-    return ManifestMismatch(
-        f"{out.path}: the data directory is not in the workspace",
-        missing=[out.path],
-        hint="fetch it with `dvc pull` / `dvc checkout`, or remove the DVC record",
-    )
-
-
-def _unreadable(out: dvcfiles.DvcOut, e: OSError, where: str = "") -> VerificationError:
-    return VerificationError(
-        f"{out.path}: cannot read data file: {e.strerror or e}",
-        details=[where or str(e.filename or out.path)],
-        hint="check the file's permissions; unreadable data cannot be verified",
-    )
-
-
-def workspace_digests(
-    root: Path,
-    out: dvcfiles.DvcOut,
-    *,
-    cache: hashing.DigestCache | None = None,
-    workers: int | None = None,
-) -> dict[str, tuple[str, int]]:
-    """``{file path inside the output: (sha256 hex, size)}`` of the workspace's files of ``out``.
-
-    A directory without a cache takes the one-pass :func:`hashing.hash_tree` (the cold path:
-    no per-file listing stat, no model objects); otherwise the files are listed with their
-    stat, which the opt-in cache needs.
-
-    Raises:
-        ManifestMismatch: the output is not in the workspace.
-        UnsafePath: a symlink or special file in it.
-        VerificationError: a file is unreadable or changed while being hashed.
-    """
-    try:
-        if out.is_dir and cache is None:
-            p = root / out.path
-            if not p.is_dir() or p.is_symlink():
-                raise _missing_dir(out)
-            return {n: (d.hex(), size) for n, size, d in hashing.hash_tree(p, workers=workers)}
-        entries = _entries(root, out)
-        digests = hashing.hash_entries(
-            entries, hashing.Serialization(), workers=workers, cache=cache
-        )
-    except VerificationError as e:
-        cause = e.__cause__
-        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
-            raise _unreadable(out, cause, e.summary) from e
-        raise
-    except OSError as e:
-        raise _unreadable(out, e) from e
-    return {e.name: (digests[e.name].hex(), e.size) for e in entries}
-
-
 def hash_output(
     root: Path,
     out: dvcfiles.DvcOut,
@@ -132,7 +54,7 @@ def hash_output(
     workers: int | None = None,
 ) -> dataset.DatasetOutput:
     """The workspace's files of ``out`` with their sha256 (the opt-in cache may answer)."""
-    digests = workspace_digests(root, out, cache=cache, workers=workers)
+    digests = workspace.digests(root, out, cache=cache, workers=workers)
     files = [dataset.DatasetFile(path=n, sha256=d, size=s) for n, (d, s) in digests.items()]
     return dataset.DatasetOutput(
         path=out.path,
@@ -148,7 +70,7 @@ def hash_output(
 def compare_digests(
     signed: dataset.DatasetOutput, have: dict[str, tuple[str, int]], *, source: str
 ) -> None:
-    """:func:`dataset.compare_outputs` against :func:`workspace_digests` (no model per file).
+    """:func:`dataset.compare_outputs` against :func:`workspace.digests` (no model per file).
 
     Raises:
         ManifestMismatch: files added, removed or changed (sha256 or size), with the same
@@ -193,7 +115,7 @@ def build_for_signing(root: Path, out: dvcfiles.DvcOut) -> dataset.DatasetOutput
         ManifestMismatch: the workspace differs from DVC's record.
         UsageError: a directory's ``.dir`` listing is not in the DVC cache.
     """
-    entries = _entries(root, out)
+    entries = workspace.entries(root, out)
     want: dict[str, str] | None = None
     if out.hash_kind == "md5":
         if out.is_dir:
@@ -332,7 +254,7 @@ def verify_dvc_file(
     if check_data:
         for o in outs:
             t0 = time.perf_counter()
-            actual = workspace_digests(root, o, cache=cache, workers=workers)
+            actual = workspace.digests(root, o, cache=cache, workers=workers)
             hash_secs += time.perf_counter() - t0
             signed_out = manifest.output(o.path)
             assert signed_out is not None

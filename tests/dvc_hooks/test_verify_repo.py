@@ -216,13 +216,13 @@ def test_unreadable_data_file_is_reported_even_as_root(
 def test_cold_and_cached_digests_are_identical(dvc_repo: Path) -> None:
     """The one-pass cold path and the listed path (with or without a cache) agree, and both
     match what was signed."""
-    from dvc_hooks import dvcfiles, manifests
+    from dvc_hooks import dvcfiles, manifests, workspace
     from mlflow_guard.core.hashcache import HashCache
 
     (out,) = dvcfiles.parse("data/images.dvc", (dvc_repo / "data/images.dvc").read_bytes())
-    cold = manifests.workspace_digests(dvc_repo, out)
+    cold = workspace.digests(dvc_repo, out)
     cache = HashCache(dvc_repo / ".git" / "test-cache.json")
-    listed = manifests.workspace_digests(dvc_repo, out, cache=cache, workers=1)
+    listed = workspace.digests(dvc_repo, out, cache=cache, workers=1)
     assert cold == listed
     assert sorted(cold) == ["0.bin", "1.bin", "2.bin", "3.bin", "4.bin", "sub/x.bin"]
     model = manifests.hash_output(dvc_repo, out)
