@@ -23,6 +23,7 @@ from mlflow_guard.server import resolve
 from mlflow_guard.server.authn import Authenticator, AuthFailure
 from mlflow_guard.server.hardening import (
     GUARD_TAG_PREFIX,
+    copy_source,
     guard_tag_keys,
     source_run_and_experiment,
 )
@@ -196,6 +197,8 @@ class Guard:
             key_field=view.endpoint in TAG_KEY_ENDPOINTS,
             extra=[str(view.view_args["tag_key"])] if "tag_key" in view.view_args else [],
         )
+        if bad and view.endpoint == "_create_model_version":
+            bad = self._drop_copied_guard_tags(view, bad)
         if bad:
             return Decision.deny(
                 "guard-tag-namespace",
@@ -236,13 +239,45 @@ class Guard:
         extra = self.registry.authorize(view.endpoint, view.body, principal)
         return (decision if extra is None else Decision.all_of([decision, extra])), resources
 
+    def _drop_copied_guard_tags(self, view: RequestView, bad: list[str]) -> list[str]:
+        """For a copy (``models:/NAME/VERSION`` source), drop server-only tags equal to the source
+        version's own (``copy_model_version`` copies every tag); return the keys that differ.
+
+        The dropped tags are not lost: the server writes its own identity and registration tags
+        for the new version, after verifying its artifacts again.
+        """
+        copied = copy_source(view.param("source") or "")
+        body = view.body
+        if copied is None or not isinstance(body, dict) or not isinstance(body.get("tags"), list):
+            return bad
+        src_tags = dict(self.backend.model_version(*copied).tags or {})
+        keep, forged = [], []
+        for t in body["tags"]:
+            key = str(t.get("key", "")) if isinstance(t, dict) else ""
+            if not key.strip().lower().startswith(GUARD_TAG_PREFIX):
+                keep.append(t)
+            elif key in src_tags and src_tags[key] == t.get("value"):
+                continue
+            else:
+                forged.append(key)
+        if forged:
+            return forged
+        body["tags"] = keep
+        return []
+
     def _model_version_create(
         self, view: RequestView, principal: Principal
     ) -> tuple[Decision, list[Resource]]:
         model = resolve.model_name(view, self.backend)[0]
         source = view.param("source") or ""
-        run_id, model_id, exp_id = source_run_and_experiment(source)
         sources: list[Resource] = []
+        copied = copy_source(source)
+        if copied is not None:  # copy_model_version: read the source version's model
+            self.backend.model_version(*copied)  # 404 when it does not exist
+            sources.append(Resource("model", copied[0]))
+            run_id = model_id = exp_id = None
+        else:
+            run_id, model_id, exp_id = source_run_and_experiment(source)
         if run_id:
             sources.append(self.backend.run_experiment(run_id))
         if model_id:
@@ -251,6 +286,8 @@ class Guard:
             sources.append(self.backend.experiment(exp_id))
         if claimed := view.param("run_id"):
             sources.append(self.backend.run_experiment(claimed))
+        if claimed_model := view.param("model_id"):
+            sources.append(self.backend.logged_model_experiment(claimed_model))
         decisions = [access.decide(self.policy, principal, Action.REGISTER, model)]
         decisions += [access.decide(self.policy, principal, Action.READ, r) for r in sources]
         return Decision.all_of(decisions), [model, *dict.fromkeys(sources)]

@@ -42,6 +42,24 @@ def check_artifact_path(path: str) -> str:
     return path
 
 
+def copy_source(source: str) -> tuple[str, str] | None:
+    """``(name, version)`` when ``source`` names a registered model version (a copy).
+
+    ``MlflowClient.copy_model_version`` registers ``models:/<name>/<version>``. Only a plain
+    name and a decimal version are accepted (no alias, no ``latest``, nothing encoded): the
+    server looks that exact version up and checks the caller may read it.
+    """
+    if not source.startswith("models:/") or any(ord(c) < 32 for c in source) or "\\" in source:
+        return None
+    segs = source[len("models:/") :].split("/")
+    if len(segs) != 2 or not segs[1].isdigit() or segs[0].startswith("m-"):
+        return None
+    name, version = segs
+    if not name or name in (".", "..") or "%" in name or name != name.strip():
+        return None
+    return name, version
+
+
 def source_run_and_experiment(source: str) -> tuple[str | None, str | None, str | None]:
     """Classify a model version ``source`` URI.
 

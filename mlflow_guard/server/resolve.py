@@ -97,6 +97,17 @@ class Backend:
 
         return self.experiment(self._cached(f"run:{run_id}", fetch))
 
+    def model_version(self, name: str, version: str) -> Any:
+        """A registered model version (MLflow entity) from the registry store (404 if none)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.server.handlers import _get_model_registry_store
+
+        store: Any = _get_model_registry_store()
+        try:
+            return store.get_model_version(name, version)
+        except MlflowException as e:
+            raise NotFound(f"model version {name} {version} not found") from e
+
     def logged_model_experiment(self, model_id: str) -> Resource:
         """The experiment a logged model belongs to."""
         if not _RUN_ID.match(model_id):

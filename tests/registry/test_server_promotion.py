@@ -331,20 +331,13 @@ def test_bypass_attempts(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path
     with pytest.raises(MlflowException) as e:
         admin.delete_model_version(name, v1)
     denied(e, "holds protected alias:production")
-    # copy_model_version of v2 into another model: it copies the server-written tags, which a
-    # client may not write, and names a models:/NAME/VERSION source guard does not accept
+    # copy_model_version of the unapproved v2 into another model: a new, unpromoted version
+    # (the copy does not take the source's alias; promoting the copy needs its own approvals)
     alice = client_as(reg_env, "alice", monkeypatch)
+    copy = alice.copy_model_version(f"models:/{name}/{v2}", "fraud-bypass-copy")
     with pytest.raises(MlflowException) as e:
-        alice.copy_model_version(f"models:/{name}/{v2}", "fraud-copy")
-    assert "Failed to create model version copy" in str(e.value)
-    src_tags = [{"key": k, "value": v} for k, v in alice.get_model_version(name, v2).tags.items()]
-    cases = [(src_tags, 403, "server-only"), ([], 400, "is not accepted")]
-    for tags, code, needle in cases:  # what copy_model_version sends, then without the tags
-        body = {"name": "fraud-copy", "source": f"models:/{name}/{v2}", "tags": tags}
-        r = requests.post(f"{url}/api/2.0/mlflow/model-versions/create", json=body,
-                          auth=auth("alice"), timeout=60)  # fmt: skip
-        expect(r, code, needle)
-    assert alice.search_model_versions("name = 'fraud-copy'") == []
+        alice.set_registered_model_alias("fraud-bypass-copy", "production", copy.version)
+    denied(e, "required approvals")
     # GraphQL: server-admin only
     query = "{ mlflowSearchModelVersions(input: {}) { modelVersions { name } } }"
     r = requests.post(f"{url}/graphql", auth=auth("alice"), timeout=60, json={"query": query})
@@ -399,3 +392,65 @@ def test_cli_promote(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert aliases(alice, name) == {"production": v}
     r = _cli(reg_env, "alice", "promote", "list", "--state", "all")
     assert f"{name} v{v} -> alias:production  promoted" in r.stdout
+
+
+def test_copy_model_version(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``copy_model_version`` works through guard: the copy is verified again, carries the
+    copier's identity, cannot forge server-only tags and is refused once the source's artifacts
+    no longer match their signature."""
+    alice = client_as(reg_env, "alice", monkeypatch)
+    name, dst = "fraud-copy-src", "fraud-copy-dst"
+    v, run_id = new_version(reg_env, alice, name, tmp_path)
+    src = alice.get_model_version(name, v)
+
+    mallory = client_as(reg_env, "mallory", monkeypatch)
+    copied = mallory.copy_model_version(f"models:/{name}/{v}", dst)
+    got = mallory.get_model_version(dst, copied.version)
+    assert got.source == f"models:/{name}/{v}"
+    assert got.run_id == run_id
+    assert got.tags["mlflow_guard.user"] == "mallory"  # the copier, not the source's author
+    assert got.tags["mlflow_guard.root_sha256"] == src.tags["mlflow_guard.root_sha256"]
+    alice = client_as(reg_env, "alice", monkeypatch)
+
+    def versions() -> int:
+        return len(alice.search_model_versions(f"name = '{dst}'"))
+
+    before = versions()
+    url = f"{reg_env.url}/api/2.0/mlflow/model-versions/create"
+    base = {"name": dst, "source": f"models:/{name}/{v}", "run_id": run_id}
+    forged = [{"key": k, "value": val} for k, val in src.tags.items()]
+    forged = [t if t["key"] != "mlflow_guard.user" else {**t, "value": "bob"} for t in forged]
+    cases = [
+        # a server-only tag whose value differs from the source version's: forged
+        ({**base, "tags": forged}, 403, "mlflow_guard.user"),
+        ({**base, "tags": [{"key": "mlflow_guard.approved", "value": "yes"}]}, 403, "server-only"),
+        # aliases, "latest" and missing versions are not copy sources
+        ({**base, "source": f"models:/{name}@champion"}, 400, "is not accepted"),
+        ({**base, "source": f"models:/{name}/latest"}, 400, "is not accepted"),
+        ({**base, "source": f"models:/{name}/999"}, 404, "not found"),
+        # the run id must be one the caller may read; MLflow also checks it matches
+        ({**base, "run_id": "0" * 32}, 404, "not found"),
+    ]
+    for body, code, needle in cases:
+        r = requests.post(url, json=body, auth=auth("alice"), timeout=120)
+        expect(r, code, needle)
+    assert versions() == before
+
+    # a protected tag on the source is not copied into a new version
+    assert api(reg_env, "bob", "approve", name=name, version=v, target="tag:release").ok
+    alice.set_model_version_tag(name, v, "release", "yes")
+    with pytest.raises(MlflowException) as e:
+        alice.copy_model_version(f"models:/{name}/{v}", dst)
+    assert "cannot be set at creation" in str(e.value)
+
+    # tamper with the source's artifacts: the copy is verified again and refused
+    art = reg_env.root / "artifacts"
+    weights = next(art.rglob(f"{run_id}/artifacts/model/weights.npy"))
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
+    client_as(reg_env, "admin", monkeypatch).delete_model_version_tag(name, v, "release")
+    alice = client_as(reg_env, "alice", monkeypatch)
+    with pytest.raises(MlflowException) as e:
+        alice.copy_model_version(f"models:/{name}/{v}", dst)
+    assert "does not match its signature" in str(e.value)
+    assert "weights.npy" in str(e.value) or "artifacts/model" in str(e.value)
+    assert versions() == before

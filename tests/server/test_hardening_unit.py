@@ -8,6 +8,7 @@ import pytest
 
 from mlflow_guard.server.hardening import (
     check_artifact_path,
+    copy_source,
     guard_tag_keys,
     source_run_and_experiment,
 )
@@ -78,3 +79,25 @@ def test_params_follow_mlflow_precedence() -> None:
     assert post.param("run_id") == "z"
     with pytest.raises(BadRequest):
         RequestView("POST", "/p", "e", body={"run_id": {"x": 1}}).param("run_id")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("models:/fraud-detector/3", ("fraud-detector", "3")),
+        ("models:/Fraud Detector/12", ("Fraud Detector", "12")),
+        ("models:/fraud@champion", None),  # aliases are resolved by nobody but the caller
+        ("models:/fraud/latest", None),
+        ("models:/fraud/3/model", None),
+        ("models:/m-0123abcd", None),  # a logged model, not a registered version
+        ("models:/../3", None),
+        ("models:/a%2Fb/3", None),
+        ("models:/ fraud/3", None),
+        ("models:/fraud/3\n", None),
+        ("runs:/abc/model", None),
+    ],
+)
+def test_copy_source_accepts_only_name_and_decimal_version(
+    source: str, expected: tuple[str, str] | None
+) -> None:
+    assert copy_source(source) == expected
