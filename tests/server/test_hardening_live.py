@@ -114,7 +114,8 @@ def test_bad_bodies_are_4xx(guard_server: Server, exp_run: dict[str, str]) -> No
         "s3://bucket/model",
         "runs:/../../x/model",
         "mlflow-artifacts:/{exp}/%2e%2e/model",
-        "models:/fraud-detector/1",
+        "models:/fraud-detector@champion",
+        "models:/fraud-detector/latest",
     ],
 )
 def test_unattributable_model_sources_are_refused(
