@@ -17,13 +17,18 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dvc_hooks import dvcfiles, gitutil, manifests
+from dvc_hooks import dvcfiles, gitutil
 from mlflow_guard.core import hashing
 from mlflow_guard.core.errors import EXIT_VIOLATION, GuardError, VerificationError
 from mlflow_guard.core.hashcache import HashCache
-from mlflow_guard.core.policy import Policy, load_policy
-from mlflow_guard.core.trust import TrustStore
+
+if TYPE_CHECKING:  # imported when used: a hook can start hashing before it loads pydantic
+    from dvc_hooks import manifests
+    from dvc_hooks.prefetch import Prefetch
+    from mlflow_guard.core.policy import Policy
+    from mlflow_guard.core.trust import TrustStore
 
 CACHE_ENV = "DVC_GUARD_HASH_CACHE"
 
@@ -32,6 +37,9 @@ def load(root: Path, policy_path: str | None) -> tuple[Policy, TrustStore]:
     """The policy (``--policy``, ``$MLFLOW_GUARD_POLICY`` or ``<repo>/guard.yaml``) and trust."""
     if policy_path is None and not os.environ.get("MLFLOW_GUARD_POLICY"):
         policy_path = str(root / "guard.yaml")
+    from mlflow_guard.core.policy import load_policy
+    from mlflow_guard.core.trust import TrustStore
+
     policy = load_policy(policy_path)
     return policy, TrustStore.from_policy(policy)
 
@@ -111,8 +119,14 @@ def verify_files(
     cache: hashing.DigestCache | None = None,
     workers: int | None = None,
     report: Report | None = None,
+    prefetch: Prefetch | None = None,
 ) -> Report:
-    """Verify each DVC file, collecting failures instead of stopping at the first."""
+    """Verify each DVC file, collecting failures instead of stopping at the first.
+
+    ``prefetch`` may hold the workspace digests of some outputs, hashed in advance.
+    """
+    from dvc_hooks import manifests
+
     rep = report or Report()
     for f in files:
         try:
@@ -126,6 +140,7 @@ def verify_files(
                     check_data=check_data,
                     cache=cache,
                     workers=workers,
+                    prefetch=prefetch,
                 )
             )
         except GuardError as e:
@@ -184,11 +199,13 @@ def verify_push(
     trust: TrustStore,
     *,
     workers: int | None = None,
+    prefetch: Prefetch | None = None,
 ) -> Report:
     """Pre-push: each pushed commit's DVC changes are signed in that commit; data rehashed.
 
     Args:
         refs: ``(local_sha, remote_sha)`` pairs from the pre-push hook's standard input.
+        prefetch: digests of HEAD's outputs hashed in advance, if any.
     """
     rep = Report()
     seen: set[tuple[str, str]] = set()
@@ -224,6 +241,7 @@ def verify_push(
             cache=None,
             workers=workers,
             report=rep,
+            prefetch=prefetch,
         )
     else:
         rep.notes.append("pushed refs are not HEAD: signatures checked, data not rehashed")

@@ -14,11 +14,13 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dvc_hooks import dvcfiles, workspace
+from dvc_hooks.workspace import Reader as Reader  # re-exported: moved there
+from dvc_hooks.workspace import workspace_reader as workspace_reader
 from mlflow_guard.core import dataset, hashing, keys
 from mlflow_guard.core.errors import (
     GuardError,
@@ -29,21 +31,10 @@ from mlflow_guard.core.errors import (
 )
 from mlflow_guard.core.trust import TrustedKey, TrustStore
 
-Reader = Callable[[str], bytes | None]
+if TYPE_CHECKING:
+    from dvc_hooks.prefetch import Prefetch
+
 _BUF = 4 * 1024 * 1024
-
-
-def workspace_reader(root: Path) -> Reader:
-    """Read repository files from the working tree."""
-
-    def read(rel: str) -> bytes | None:
-        """Bytes of ``rel`` in the working tree, or ``None`` if it does not exist."""
-        try:
-            return (root / rel).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-
-    return read
 
 
 def hash_output(
@@ -198,11 +189,13 @@ def verify_dvc_file(
     check_data: bool = True,
     cache: hashing.DigestCache | None = None,
     workers: int | None = None,
+    prefetch: Prefetch | None = None,
 ) -> Verified:
     """Verify one DVC file's sidecar signature and (optionally) its workspace data.
 
     Args:
         read: where the DVC file and the sidecar are read from (working tree, index, a commit).
+        prefetch: workspace digests hashed in advance (:mod:`dvc_hooks.prefetch`), if any.
 
     Raises:
         PolicyViolation: the DVC file is unsigned (no sidecar).
@@ -253,9 +246,14 @@ def verify_dvc_file(
     hash_secs = 0.0
     if check_data:
         for o in outs:
-            t0 = time.perf_counter()
-            actual = workspace.digests(root, o, cache=cache, workers=workers)
-            hash_secs += time.perf_counter() - t0
+            ready = prefetch.take(o) if prefetch is not None and cache is None else None
+            if ready is not None:
+                actual, secs = ready
+                hash_secs += secs
+            else:
+                t0 = time.perf_counter()
+                actual = workspace.digests(root, o, cache=cache, workers=workers)
+                hash_secs += time.perf_counter() - t0
             signed_out = manifest.output(o.path)
             assert signed_out is not None
             compare_digests(signed_out, actual, source=dvc_file)

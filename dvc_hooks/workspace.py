@@ -8,11 +8,27 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from dvc_hooks import dvcfiles
 from mlflow_guard.core import hashing
 from mlflow_guard.core.errors import ManifestMismatch, VerificationError
+
+Reader = Callable[[str], bytes | None]
+
+
+def workspace_reader(root: Path) -> Reader:
+    """Read repository files from the working tree."""
+
+    def read(rel: str) -> bytes | None:
+        """Bytes of ``rel`` in the working tree, or ``None`` if it does not exist."""
+        try:
+            return (root / rel).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    return read
 
 
 def _missing_dir(out: dvcfiles.DvcOut) -> ManifestMismatch:

@@ -6,10 +6,12 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
-from dvc_hooks import checks, manifests
+from dvc_hooks import checks, dvcfiles, gitutil, prefetch, workspace
 from dvc_hooks.cli import _args
 from mlflow_guard.cli import _common
+from mlflow_guard.core.errors import GuardError
 
 NAME = "verify"
 HELP = "verify dataset signatures and workspace data by sha256 (exit 1 on any mismatch)"
@@ -53,39 +55,88 @@ def _push_refs() -> list[tuple[str, str]]:
     return checks.parse_push_refs("" if sys.stdin.isatty() else sys.stdin.read())
 
 
+def _prefetch(
+    root: Path, files: list[str], read: workspace.Reader, workers: int | None
+) -> prefetch.Prefetch | None:
+    """Start hashing the outputs of ``files`` in a child (see :mod:`dvc_hooks.prefetch`)."""
+    if not prefetch.enabled():
+        return None
+    outs = []
+    for f in files:
+        try:
+            data = read(f)
+            outs.extend(dvcfiles.parse(f, data) if data is not None else [])
+        except GuardError:
+            continue  # reported by the verification itself
+    return prefetch.Prefetch.start(root, outs, workers=workers)
+
+
 def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     root = _args.repo(args)
-    policy, trust = checks.load(root, args.policy)
-    if args.pre_push:
-        rep = checks.verify_push(root, _push_refs(), policy, trust, workers=args.workers)
-    else:
-        read = checks.index_reader(root) if args.staged else None
-        if args.paths:
-            files = _args.dvc_paths(root, args.paths)
-        elif args.staged:
-            files = checks.tracked_dvc_files(root)
-        else:  # the working tree: new, not yet added DVC files count too
-            files = checks.workspace_dvc_files(root)
-        cache = checks.open_cache(root, args.cache)
-        rep = checks.Report()
-        if args.staged:
-            checks.staged_deletions(root, rep)
-        if not args.paths:
-            checks.orphan_sidecars(root, files, rep)
-        checks.verify_files(
-            root,
-            files,
-            policy,
-            trust,
-            read=read or manifests.workspace_reader(root),
-            check_data=not args.no_data,
-            cache=cache,
-            workers=args.workers,
-            report=rep,
-        )
-        if cache is not None:
-            cache.save()
+    ahead: prefetch.Prefetch | None = None
+    try:
+        # The cold data check starts hashing in a child before the policy and the signature
+        # code are imported; listing errors are raised after the policy's, as before.
+        early: GuardError | None = None
+        files: list[str] = []
+        cold = not args.no_data and not args.cache
+        try:
+            if args.pre_push:
+                refs = _push_refs()
+                head = gitutil.git(["rev-parse", "HEAD"], root).decode().strip()
+                if cold and any(local == head for local, _ in refs):
+                    ahead = _prefetch(
+                        root,
+                        checks.tracked_dvc_files(root, "HEAD"),
+                        checks.commit_reader(root, "HEAD"),
+                        args.workers,
+                    )
+            else:
+                read = (
+                    checks.index_reader(root) if args.staged else workspace.workspace_reader(root)
+                )
+                if args.paths:
+                    files = _args.dvc_paths(root, args.paths)
+                elif args.staged:
+                    files = checks.tracked_dvc_files(root)
+                else:  # the working tree: new, not yet added DVC files count too
+                    files = checks.workspace_dvc_files(root)
+                if cold:
+                    ahead = _prefetch(root, files, read, args.workers)
+        except GuardError as e:
+            early = e
+        policy, trust = checks.load(root, args.policy)
+        if early is not None:
+            raise early
+        if args.pre_push:
+            rep = checks.verify_push(
+                root, refs, policy, trust, workers=args.workers, prefetch=ahead
+            )
+        else:
+            cache = checks.open_cache(root, args.cache)
+            rep = checks.Report()
+            if args.staged:
+                checks.staged_deletions(root, rep)
+            if not args.paths:
+                checks.orphan_sidecars(root, files, rep)
+            checks.verify_files(
+                root,
+                files,
+                policy,
+                trust,
+                read=read,
+                check_data=not args.no_data,
+                cache=cache,
+                workers=args.workers,
+                report=rep,
+                prefetch=ahead,
+            )
+            if cache is not None:
+                cache.save()
+    finally:
+        if ahead is not None:
+            ahead.close()
     secs = time.perf_counter() - t0
     if not args.json:
         for note in rep.notes:
