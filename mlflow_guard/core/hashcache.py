@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 import time
 from pathlib import Path
 
@@ -111,6 +110,8 @@ class HashCache(DigestCache):
         """Write the cache atomically (mode 0600) if it changed."""
         if not self._dirty:
             return
+        import tempfile  # only when saving: keeps the hook's start-up short
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".hashcache.", suffix=".tmp")
         try:
