@@ -2,14 +2,18 @@
 
 Serializations, byte-identical to ``model_signing``: ``files`` (one resource per file, the
 digest of its bytes) and ``shards`` (one per byte range ``path:start:end``; an empty file has no
-shard, hence no resource). Units run largest first on a few threads (hashlib and blake3 release
-the GIL); ranges of 1 MiB and more are hashed from an ``mmap`` of the page cache (no copy),
-smaller ones through a reused buffer per thread; ``MLFLOW_GUARD_HASH_MMAP=0`` turns mmap off.
+shard, hence no resource). Units run largest first on a few threads, small ones a batch at a
+time (hashlib and blake3 release the GIL); ranges of 1 MiB and more are hashed from an ``mmap``
+of the page cache (no copy), smaller ones read (``readv``) into a reused buffer per thread;
+``MLFLOW_GUARD_HASH_MMAP=0`` turns mmap off.
 
 Safety: symlinks and special files are refused, never followed; each file is opened with
 ``O_NOFOLLOW`` and must be the very file listed (device, inode, size, mtime, ctime) before and
 after hashing, so a swap or a rewrite mid-way fails. A file truncated while mapped ends the
-process with SIGBUS (fail closed). Design and measurements: ``docs/performance.md``.
+process with SIGBUS (fail closed). :func:`hash_tree` lists and hashes a data directory in one
+pass (the cold dataset verify): the same files and digests, with the identity checked per
+directory at listing and per file around hashing. Design and measurements:
+``docs/performance.md``.
 """
 
 from __future__ import annotations
