@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from mlflow_guard.core.errors import PolicyError
 from mlflow_guard.core.policy import Policy
+from mlflow_guard.store.migrate import upgrade_engine
 
 ENV_DATABASE_URI = "MLFLOW_GUARD_DATABASE_URI"
 
@@ -225,11 +225,7 @@ class FeedbackStore:
         if url.get_backend_name() == "sqlite":
             _sqlite_immediate(self.engine)
         try:
-            try:
-                metadata.create_all(self.engine)
-            except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
-                time.sleep(0.2)  # another replica created the tables at the same moment
-                metadata.create_all(self.engine)
+            upgrade_engine(self.engine)  # alembic; replicas starting together wait on a lock
         except sa.exc.SQLAlchemyError as e:
             raise PolicyError(
                 f"cannot open the guard database {url.render_as_string(hide_password=True)}",

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
 
 from mlflow_guard.core.approvals import Approval, Target
 from mlflow_guard.core.errors import PolicyViolation
 from mlflow_guard.registry import tables
 from mlflow_guard.store.engine import WRITE, make_engine, parse_uri
+from mlflow_guard.store.migrate import upgrade_engine
 
 
 class DuplicateApproval(PolicyViolation):
@@ -82,14 +83,8 @@ class RegistryRecords:
         with self._lock:
             if self._engine is None:
                 engine = make_engine(self._url)
-                for _ in range(3):
-                    try:
-                        tables.METADATA.create_all(engine, checkfirst=True)
-                        break
-                    except (IntegrityError, OperationalError, ProgrammingError):
-                        continue  # another replica created them at the same moment
-                else:
-                    tables.METADATA.create_all(engine, checkfirst=True)
+                # alembic, under the migration lock (replicas starting together wait)
+                upgrade_engine(engine, write_options={WRITE: True})
                 self._engine = engine
             return self._engine
 

@@ -6,6 +6,7 @@ replicas that start together migrate one after the other; on SQLite ``BEGIN IMME
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine
@@ -27,9 +28,43 @@ def upgrade(conn: Connection, dialect: str) -> None:
     command.upgrade(cfg, "head")
 
 
-def enable_wal(engine: Engine) -> None:
-    """Switch a SQLite database to write-ahead logging (persistent; readers never block)."""
+def enable_wal(engine: Engine, *, wait_s: float = 30.0) -> None:
+    """Switch a SQLite database to write-ahead logging (persistent; readers never block).
+
+    Nothing to do when it is in WAL mode already. Switching needs the database to itself and
+    SQLite answers "database is locked" without waiting while another process migrates it, so
+    this retries for up to ``wait_s`` seconds.
+    """
+    import sqlite3
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with engine.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                mode = raw.execute("PRAGMA journal_mode").fetchone()
+                if mode is not None and str(mode[0]).lower() == "wal":
+                    return
+                raw.execute("PRAGMA journal_mode=WAL")
+                return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def upgrade_engine(engine: Engine, *, write_options: dict[str, object] | None = None) -> None:
+    """``alembic upgrade head`` in one write transaction of ``engine`` (for stores that share the
+    guard database: registry records, feedback). Replicas racing are serialised by the lock.
+
+    Args:
+        engine: the guard database engine.
+        write_options: execution options that make the transaction a write (``BEGIN
+            IMMEDIATE`` on SQLite) for engines that choose it per connection.
+    """
     with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        raw.execute("PRAGMA journal_mode=WAL")
+        if write_options:
+            conn = conn.execution_options(**write_options)
+        with conn.begin():
+            upgrade(conn, engine.dialect.name)
