@@ -1,4 +1,4 @@
-"""SQLAlchemy tables ``guard_approvals`` and ``guard_promotions`` (alembic revision 0002 creates them).
+"""SQLAlchemy tables ``guard_approvals`` and ``guard_promotions`` (alembic revision 0002).
 
 Unique constraints carry the concurrency guarantees, not a replica's memory:
 
