@@ -72,8 +72,18 @@ class GuardRegistryStore(_RegistryStore):
     """MLflow's SQLAlchemy registry store with the registration gate of the policy."""
 
     def create_model_version(self, name: str, source: str, *args: Any, **kwargs: Any) -> Any:
-        """Run the gate on the source artifacts, then create the version and tag it."""
+        """Run the gate on the source artifacts, then create the version and tag it.
+
+        A copy (``copy_model_version``: source ``models:/NAME/VERSION``) carries the source
+        version's tags; its ``mlflow_guard.*`` tags are dropped when each equals the source's
+        (refused otherwise), and the gate verifies the artifacts again.
+        """
         tags = kwargs.get("tags") if "tags" in kwargs else (args[1] if len(args) > 1 else None)
+        tags = self._drop_copied_guard_tags(source, tags)
+        if "tags" in kwargs:
+            kwargs["tags"] = tags
+        elif len(args) > 1:
+            args = (args[0], tags, *args[2:])
         _refuse_guard_tags(tags)
         result = self._gate(source)
         if not result.allowed:
@@ -84,6 +94,23 @@ class GuardRegistryStore(_RegistryStore):
         for k, v in result.tags.items():
             super().set_model_version_tag(name, mv.version, ModelVersionTag(k, v))
         return self.get_model_version(name, mv.version)
+
+    def _drop_copied_guard_tags(self, source: str, tags: Any) -> Any:
+        """Tags without the ``mlflow_guard.*`` ones a copy repeats from its source version."""
+        from mlflow_guard.server.hardening import copy_source
+
+        copied = copy_source(source)
+        if copied is None or not tags:
+            return tags
+        own = dict(super().get_model_version(*copied).tags or {})
+        out = []
+        for t in tags:
+            key = t.key if hasattr(t, "key") else str(t)
+            value = getattr(t, "value", None)
+            if key.startswith(gate.TAG_PREFIX) and key in own and own[key] == value:
+                continue
+            out.append(t)
+        return out
 
     def set_model_version_tag(self, name: str, version: str, tag: Any) -> None:
         """Refuse ``mlflow_guard.*`` tags; a protected tag key needs the promotion gate."""

@@ -141,3 +141,33 @@ def test_guard_tags_are_not_writable_by_callers(guarded: Workspace) -> None:
     assert tags["mlflow_guard.signer"] == "ci"
     assert "mlflow_guard.user" not in client.get_run(run.info.run_id).data.tags
     assert json.loads(json.dumps(tags))
+
+
+def test_copy_model_version_is_verified_again(guarded: Workspace) -> None:
+    """``copy_model_version`` in embedded mode: the guard tags the copy repeats from its source
+    are re-derived by the gate; a forged one is refused; a tampered source is not copied."""
+    import mlflow
+    from mlflow.entities.model_registry import ModelVersionTag
+    from mlflow.exceptions import MlflowException
+
+    _, _, art = log_sklearn("fraud-copy-src")
+    client = mlflow.MlflowClient()
+    src = client.get_model_version("fraud-copy-src", "1")
+    copy = client.copy_model_version("models:/fraud-copy-src/1", "fraud-copy-dst")
+    got = client.get_model_version("fraud-copy-dst", copy.version)
+    assert got.tags["mlflow_guard.root_sha256"] == src.tags["mlflow_guard.root_sha256"]
+    assert got.tags["mlflow_guard.signer"] == "ci"
+
+    store = mlflow.tracking._model_registry.utils._get_store()
+    forged = [ModelVersionTag(k, v) for k, v in src.tags.items() if k != "mlflow_guard.signer"]
+    forged.append(ModelVersionTag("mlflow_guard.signer", "someone-else"))
+    with pytest.raises(MlflowException, match="written by guard"):
+        store.create_model_version("fraud-copy-dst", "models:/fraud-copy-src/1", tags=forged)
+
+    (art / "model.pkl").write_bytes((art / "model.pkl").read_bytes() + b"\0")
+    with pytest.raises(MlflowException) as e:
+        client.copy_model_version("models:/fraud-copy-src/1", "fraud-copy-dst")
+    message = e.value.message
+    assert "registration of a version of 'fraud-copy-dst' denied" in message
+    assert "re-sign after an intended change" in message
+    assert _versions("fraud-copy-dst") == [copy.version]
