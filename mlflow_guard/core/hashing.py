@@ -41,7 +41,7 @@ _MMAP_MIN = 1024 * 1024
 _READ_BUF = 1024 * 1024
 _BLAKE3_THREADS_MIN = 16 * 1024 * 1024
 _BATCH_BYTES = 4 * 1024 * 1024  # a worker takes small files this many bytes at a time
-_BATCH_FILES = 64
+_BATCH_FILES = 32
 _SPLIT_BYTES = 4 * 1024 * 1024  # hash_tree: a file this big hands the rest of its batch on
 _FLAG_NAMES = ("O_CLOEXEC", "O_NONBLOCK", "O_NOFOLLOW")  # O_NOFOLLOW: never follow a link
 _OPEN_FLAGS = os.O_RDONLY | sum(getattr(os, f, 0) for f in _FLAG_NAMES)
@@ -441,7 +441,8 @@ def hash_entries(
 TreeFile = tuple[str, int, bytes]
 """One file found by :func:`hash_tree`: (POSIX path under the root, size, digest)."""
 
-_DirJob = tuple[str, str, tuple[int, int], list[str]]  # dir path, name prefix, (dev, ino), names
+# dir path, name prefix, (dev, ino), file names, position of the job in manifest order
+_DirJob = tuple[str, str, tuple[int, int], list[str], tuple[int, ...]]
 
 
 def _dir_flags() -> int:
@@ -454,33 +455,45 @@ def _scan(root: Path) -> list[_DirJob]:
     flags = _dir_flags()
 
     def walk(dfd: int, path: str, prefix: str) -> None:
-        names: list[str] = []
-        subdirs: list[str] = []
+        entries: list[tuple[str, bool]] = []  # (name, is a directory)
         with os.scandir(dfd) as it:
             for e in it:
                 if e.is_symlink():
                     hint = "copy the target into the directory; links are never followed"
                     raise UnsafePath(f"refusing symlink {prefix}{e.name} in {root}", hint=hint)
                 if e.is_dir(follow_symlinks=False):
-                    subdirs.append(e.name)
+                    entries.append((e.name, True))
                 elif e.is_file(follow_symlinks=False):
-                    names.append(e.name)
+                    entries.append((e.name, False))
                 else:
                     raise UnsafePath(f"refusing special file {prefix}{e.name} in {root}")
+        # Depth first over names in order (for one component, string order is path-component
+        # order), so the jobs come out in manifest order and the results need no sort.
+        entries.sort()
         st = os.fstat(dfd)
         ident = (st.st_dev, st.st_ino)
-        for i in range(0, len(names), _BATCH_FILES):
-            jobs.append((path, prefix, ident, names[i : i + _BATCH_FILES]))
-        for d in subdirs:
-            sub = os.path.join(path, d)
+        run: list[str] = []
+
+        def flush() -> None:
+            for i in range(0, len(run), _BATCH_FILES):
+                jobs.append((path, prefix, ident, run[i : i + _BATCH_FILES], (len(jobs),)))
+            run.clear()
+
+        for name, is_dir in entries:
+            if not is_dir:
+                run.append(name)
+                continue
+            flush()
+            sub = os.path.join(path, name)
             try:
-                cfd = os.open(d, flags, dir_fd=dfd)
+                cfd = os.open(name, flags, dir_fd=dfd)
             except OSError as e:
                 raise _open_error(sub, e) from e
             try:
-                walk(cfd, sub, f"{prefix}{d}/")
+                walk(cfd, sub, f"{prefix}{name}/")
             finally:
                 os.close(cfd)
+        flush()
 
     top = str(root)
     try:
@@ -522,10 +535,12 @@ def hash_tree(
     use_mmap = _mmap_enabled()
     sha256 = algorithm == "sha256"
     flags = _dir_flags()
-    done: list[TreeFile] = []
+    parts: list[tuple[tuple[int, ...], list[TreeFile]]] = []
 
     def work(job: _DirJob, buf: bytearray, queue: deque[_DirJob]) -> None:
-        path, prefix, ident, names = job
+        path, prefix, ident, names, order = job
+        done: list[TreeFile] = []
+        parts.append((order, done))  # list.append is thread-safe
         try:
             dfd = os.open(path, flags)
         except OSError as e:
@@ -550,7 +565,7 @@ def hash_tree(
                     size = st.st_size
                     last = size >= _SPLIT_BYTES and i + 1 < len(names)
                     if last:  # a big file: another thread takes the rest of the batch
-                        queue.appendleft((path, prefix, ident, names[i + 1 :]))
+                        queue.appendleft((path, prefix, ident, names[i + 1 :], (*order, 1)))
                     if sha is not None and size <= cap:
                         got = readv(fd, [view[:size]]) if size else 0
                         while got < size:  # a short read: rare on a regular file
@@ -574,17 +589,15 @@ def hash_tree(
                         raise _changed(os.path.join(path, name), "while being hashed")
                 finally:
                     close(fd)
-                done.append((prefix + name, size, digest))  # list.append is thread-safe
+                done.append((prefix + name, size, digest))
                 if last:
                     return
         finally:
             os.close(dfd)
 
     _parallel(jobs, work, workers or default_workers())
-    # Names from readdir have no empty or "." parts and no NUL: replacing "/" by NUL, which
-    # sorts first, orders them by path components exactly as resource_sort_key does.
-    done.sort(key=lambda t: t[0].replace("/", "\0"))
-    return done
+    parts.sort(key=lambda p: p[0])  # a job's remainder (order + (1,)) sorts right after it
+    return [f for _, done in parts for f in done]
 
 
 def _parts(name: str) -> list[str]:

@@ -276,3 +276,16 @@ def test_resource_order_matches_pathlib(name: str) -> None:
     assert hashing.resource_sort_key(name) == (PurePosixPath(name).parts, -1, -1)
     shard = f"{name}:0:10"
     assert hashing.resource_sort_key(shard, "shards") == (PurePosixPath(name).parts, 0, 10)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 32])
+def test_manifest_order_without_sorting_results(
+    tmp_path: Path, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs come out depth first in name order, files and directories interleaved by name."""
+    monkeypatch.setattr(hashing, "_BATCH_FILES", batch)
+    names = ["x/y", "x.txt", "x-1/z", "x0", "d/e/f", "d/e-f", "d/e.f", "d/e/g", "d/e0", "Z", "é"]
+    root = _write(tmp_path / "d", {n: n.encode() for n in names})
+    got = [n for n, _, _ in hashing.hash_tree(root, workers=3)]
+    assert got == [n for n, _, _ in _simple(root)]
+    assert got == sorted(names, key=lambda n: PurePosixPath(n).parts)
