@@ -177,6 +177,8 @@ class Verified:
     files: int
     bytes: int
     hash_seconds: float = 0.0
+    prefetched: int = 0
+    """Outputs whose digests came from the prefetch child (:mod:`dvc_hooks.prefetch`)."""
 
 
 def verify_dvc_file(
@@ -244,12 +246,14 @@ def verify_dvc_file(
         )
     nfiles = nbytes = 0
     hash_secs = 0.0
+    prefetched = 0
     if check_data:
         for o in outs:
             ready = prefetch.take(o) if prefetch is not None and cache is None else None
             if ready is not None:
                 actual, secs = ready
                 hash_secs += secs
+                prefetched += 1
             else:
                 t0 = time.perf_counter()
                 actual = workspace.digests(root, o, cache=cache, workers=workers)
@@ -259,4 +263,4 @@ def verify_dvc_file(
             compare_digests(signed_out, actual, source=dvc_file)
             nfiles += len(actual)
             nbytes += sum(size for _, size in actual.values())
-    return Verified(dvc_file, key, len(outs), nfiles, nbytes, hash_secs)
+    return Verified(dvc_file, key, len(outs), nfiles, nbytes, hash_secs, prefetched)

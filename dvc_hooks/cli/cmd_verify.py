@@ -156,6 +156,7 @@ def _run(args: argparse.Namespace) -> int:
                 "bytes": nbytes,
                 "seconds": round(secs, 3),
                 "hash_seconds": round(sum(v.hash_seconds for v in rep.ok), 3),
+                "prefetched_outputs": sum(v.prefetched for v in rep.ok),
             }
         )
     else:
