@@ -46,6 +46,9 @@ _SPLIT_BYTES = 4 * 1024 * 1024  # hash_tree: a file this big hands the rest of i
 _FLAG_NAMES = ("O_CLOEXEC", "O_NONBLOCK", "O_NOFOLLOW")  # O_NOFOLLOW: never follow a link
 _OPEN_FLAGS = os.O_RDONLY | sum(getattr(os, f, 0) for f in _FLAG_NAMES)
 
+# Bound at import: a test that wraps os.open must not silently switch to the fallback path.
+_AT_FUNCTIONS = os.open in os.supports_dir_fd and os.scandir in os.supports_fd
+
 # Gets bytes just hashed (from threads); an optional ``set_total(int)`` is called once first.
 ProgressCallback = Callable[[int], None]
 
@@ -527,7 +530,7 @@ def hash_tree(
     """
     if algorithm not in HASH_ALGORITHMS:
         raise UsageError(f"unsupported hash algorithm {algorithm!r}", hint="use sha256 or blake3")
-    if not (os.open in os.supports_dir_fd and os.scandir in os.supports_fd):  # pragma: no cover
+    if not _AT_FUNCTIONS:  # pragma: no cover - no openat/fdopendir (not POSIX)
         files = list_files(root)
         digests = hash_entries(files, Serialization(hash_type=algorithm), workers=workers)
         return [(f.name, f.size, digests[f.name]) for f in files]

@@ -289,3 +289,31 @@ def test_manifest_order_without_sorting_results(
     got = [n for n, _, _ in hashing.hash_tree(root, workers=3)]
     assert got == [n for n, _, _ in _simple(root)]
     assert got == sorted(names, key=lambda n: PurePosixPath(n).parts)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_no_descriptor_left_open_after_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while hashing or while listing leaves no file or directory open."""
+    files = {f"a/b/c/f{i}": b"x" for i in range(100)}
+    files.update({f"a/b/d/g{i}": b"y" for i in range(100)})
+    root = _write(tmp_path / "d", files)
+    before = len(os.listdir("/proc/self/fd"))
+    real = os.open
+
+    def deny(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if str(path) == "f3":
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", deny)
+    monkeypatch.setattr(hashing, "_BATCH_FILES", 2)
+    with pytest.raises(VerificationError, match="f3 is unreadable"):
+        hashing.hash_tree(root, workers=2)
+    monkeypatch.undo()
+    (root / "a" / "b" / "d" / "pipe").unlink(missing_ok=True)
+    os.mkfifo(root / "a" / "b" / "d" / "pipe")
+    with pytest.raises(UnsafePath, match="special file a/b/d/pipe"):
+        hashing.hash_tree(root, workers=2)
+    assert len(os.listdir("/proc/self/fd")) == before
