@@ -73,6 +73,7 @@ class RevisionReader:
         self._engine = engine
         self._hold = hold
         self._held: Any = None
+        self._autocommit = engine.dialect.name == "postgresql"
         self._lock = threading.Lock()
         stmt = select(_tables.revision.c.revision).where(_tables.revision.c.id == 1)
         self._sql = str(
@@ -119,7 +120,10 @@ class RevisionReader:
 
     def _connect(self) -> Any:
         try:
-            return self._engine.raw_connection()
+            conn = self._engine.raw_connection()
+            if self._autocommit:  # PostgreSQL: no transaction stays open between reads
+                conn.driver_connection.autocommit = True
+            return conn
         except Exception as e:
             raise self._fail(e) from e
 

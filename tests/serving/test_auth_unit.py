@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlflow_guard.serving.auth import RevisionReader, TokenAuth
 from mlflow_guard.store import GuardStore, StoreError
+from tests import _pg
 
 
 @pytest.fixture
@@ -180,3 +183,55 @@ def test_cached_token_with_broken_store_raises_on_confirm(tmp_path: Path) -> Non
 
     with pytest.raises(StoreError, match="cannot read the revision"):
         asyncio.run(scenario())
+
+
+@pytest.fixture
+def pg_uri() -> Iterator[str]:
+    """A fresh schema on the test PostgreSQL (skip, or fail under CI=true, if unreachable)."""
+    admin = _pg.admin_connection()
+    schema = f"serving_test_{secrets.token_hex(6)}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{_pg.PG}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("hold", [False, True])
+def test_revision_reader_on_postgresql(pg_uri: str, hold: bool) -> None:
+    store = GuardStore(pg_uri)
+    store.migrate()
+    token_id, secret = store.create_token("alice", None)
+    reader = RevisionReader.for_uri(pg_uri, hold=hold)
+    assert reader() == store.revision()
+    auth = TokenAuth(store.verify_token, reader)  # worker-thread reads, as for PostgreSQL
+
+    async def scenario() -> tuple[bool, bool, object]:
+        first = await auth.authenticate(secret)
+        assert first is not None
+        hit = await auth.authenticate(secret)
+        assert hit is not None
+        cached_ok = await hit.confirm()
+        hit = await auth.authenticate(secret)
+        assert hit is not None
+        assert store.revoke_token(token_id)
+        return cached_ok, await hit.confirm(), await auth.authenticate(secret)
+
+    cached_ok, during, after = asyncio.run(scenario())
+    assert cached_ok is True
+    assert during is False
+    assert after is None
+    admin = _pg.admin_connection()
+    schema = pg_uri.rsplit("%3D", 1)[1]
+    with admin.cursor() as cur:  # waits on any transaction a reader left open: fail fast
+        cur.execute("SET lock_timeout = '5s'")
+        cur.execute(f"DROP TABLE {schema}.guard_revision")
+    admin.close()
+    with pytest.raises(StoreError, match="cannot read the revision"):
+        reader()
+    reader.dispose()
+    store.dispose()
