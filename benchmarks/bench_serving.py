@@ -1,9 +1,14 @@
 """Benchmark: ``mlflow-guard serve`` vs plain ``mlflow models serve`` on the same model.
 
-The same signed scikit-learn model (iris logistic regression, labels out) is served three ways
-on 127.0.0.1, each one uvicorn process:
+The same signed scikit-learn model (iris logistic regression, labels out) is served four ways
+on 127.0.0.1, each one uvicorn process (h11, asyncio loop, one worker):
 
-- ``mlflow models serve`` (baseline, no auth, no signing);
+- ``mlflow models serve`` (the baseline of the target: no auth, no signing; MLflow starts
+  ``uvicorn mlflow.pyfunc.scoring_server.app:app`` with uvicorn's defaults, so it writes an
+  access-log line per request);
+- the same MLflow app under uvicorn with the guard's server settings (``--no-access-log
+  --log-level warning``): the like-for-like baseline, to show what the server settings
+  alone are worth;
 - ``mlflow-guard serve --unsigned-responses`` (token auth against the SQLite guard DB,
   budget accounting, no response signature);
 - ``mlflow-guard serve --signing-key`` (the default: every response signed, ECDSA P-256,
@@ -11,8 +16,10 @@ on 127.0.0.1, each one uvicorn process:
 
 One client posts a one-row JSON ``/invocations`` request, sequentially, in two modes: a
 keep-alive session and a new connection per request. Rounds are interleaved (baseline,
-unsigned, signed, baseline, ...) so machine noise hits all three alike. Reported: p50 and p90
-latency, sequential requests/s, added milliseconds and the ratio to the baseline p50.
+quiet baseline, unsigned, signed, baseline, ...) so machine noise hits all alike. Reported:
+p50 and p90 latency, sequential requests/s, server CPU time per request (user + system of
+the server's process group: less disturbed by other jobs than wall time), added milliseconds
+and the ratio to the ``mlflow models serve`` p50.
 
 Run: ``.venv/bin/python benchmarks/bench_serving.py [--n 300] [--rounds 3]``.
 """
@@ -79,9 +86,12 @@ def prepare(root: Path) -> tuple[Path, Path, Path, str]:
     return model_dir, policy, resp_key, token
 
 
-def start(cmd: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str], port: int, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": "60",
         "PATH": f"{_common.BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # uvicorn for mlflow
     }
@@ -109,6 +119,23 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of process group ``pgid``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid:  # fields[0] is the state; pgrp is the 5th field overall
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
 
 
 def measure(url: str, token: str | None, n: int, keep_alive: bool) -> list[float]:
@@ -144,7 +171,7 @@ def main() -> None:
     model_dir, policy, resp_key, token = prepare(root)
     guard = [sys.executable, "-m", "mlflow_guard.cli", "serve", str(model_dir)]
     guard += ["--policy", str(policy), "--budget", "100000000"]
-    ports = {name: free_port() for name in ("plain", "unsigned", "signed")}
+    ports = {name: free_port() for name in ("plain", "quiet", "unsigned", "signed")}
     cmds = {
         "plain": [
             str(_common.BIN / "mlflow"),
@@ -159,27 +186,49 @@ def main() -> None:
             "-p",
             str(ports["plain"]),
         ],
+        "quiet": [
+            str(_common.BIN / "uvicorn"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ports["quiet"]),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "mlflow.pyfunc.scoring_server.app:app",
+        ],
         "unsigned": [*guard, "--port", str(ports["unsigned"]), "--unsigned-responses"],
         "signed": [*guard, "--port", str(ports["signed"]), "--signing-key", str(resp_key)],
     }
+    from mlflow.pyfunc import scoring_server
+
+    model_env = scoring_server._SERVER_MODEL_PATH  # what `mlflow models serve` sets
     procs = {}
+    load_start = _common.load()
     try:
         for name, cmd in cmds.items():
-            procs[name] = start(cmd, ports[name], root / f"{name}.log")
-        tokens = {"plain": None, "unsigned": token, "signed": token}
+            env = {model_env: model_dir.as_uri()} if name == "quiet" else None
+            procs[name] = start(cmd, ports[name], root / f"{name}.log", env)
+        tokens = {"plain": None, "quiet": None, "unsigned": token, "signed": token}
         lat: dict[tuple[str, bool], list[float]] = {}
+        cpu: dict[tuple[str, bool], float] = {}
         for mode in (True, False):
             for name in cmds:  # warm-up
                 measure(f"http://127.0.0.1:{ports[name]}", tokens[name], 30, mode)
             for _ in range(a.rounds):
                 for name in cmds:
+                    before = cpu_seconds(procs[name].pid)
                     xs = measure(f"http://127.0.0.1:{ports[name]}", tokens[name], a.n, mode)
+                    cpu[(name, mode)] = cpu.get((name, mode), 0.0) + (
+                        cpu_seconds(procs[name].pid) - before
+                    )
                     lat.setdefault((name, mode), []).extend(xs)
     finally:
         for p in procs.values():
             stop(p)
     labels = {
         "plain": "`mlflow models serve` (baseline)",
+        "quiet": "same MLflow app, guard's uvicorn settings (no access log)",
         "unsigned": "guard: token auth + budget, unsigned",
         "signed": "guard: token auth + budget + signed response",
     }
@@ -196,6 +245,7 @@ def main() -> None:
                     f"{p50 * 1000:.2f}",
                     f"{pct(xs, 90) * 1000:.2f}",
                     f"{len(xs) / sum(xs):.0f}",
+                    f"{cpu[(name, mode)] / len(xs) * 1000:.2f}",
                     f"{(p50 - base) * 1000:+.2f}",
                     f"{p50 / base:.2f}×",
                 ]
@@ -208,6 +258,7 @@ def main() -> None:
                 "p50 ms",
                 "p90 ms",
                 "req/s (1 client)",
+                "server CPU ms/req",
                 "added p50 ms",
                 "p50 ratio",
             ],
@@ -215,8 +266,8 @@ def main() -> None:
         )
     )
     print(
-        f"\n{a.rounds} interleaved rounds × {a.n} one-row requests per server and mode. "
-        + _common.machine_note(shared=True)
+        f"\n{a.rounds} interleaved rounds × {a.n} one-row requests per server and mode; "
+        f"load average {load_start:.1f} at the start. " + _common.machine_note(shared=True)
     )
 
 
