@@ -120,7 +120,7 @@ class RevisionReader:
 
     def _connect(self) -> Any:
         try:
-            conn = self._engine.raw_connection()
+            conn: Any = self._engine.raw_connection()
             if self._autocommit:  # PostgreSQL: no transaction stays open between reads
                 conn.driver_connection.autocommit = True
             return conn
