@@ -203,3 +203,25 @@ def test_one_content_type_is_sent_and_signed(setup: Setup, tmp_path: Path) -> No
     assert r.headers["content-type"] == "text/plain"  # the driver keeps the last duplicate
     assert r.headers["content-length"] == "5"
     verify_response(r, public_key(setup.response_key), expected_model_digest="ab" * 32)
+
+
+def test_run_freezes_startup_objects_then_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    import uvicorn
+
+    from mlflow_guard.serving import app as serving_app
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(app: Any, **kw: Any) -> None:
+        seen.update(kw, frozen=gc.get_freeze_count())
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    try:
+        serving_app.run(object(), "127.0.0.1", 5999, TLSConfig())  # type: ignore[arg-type]
+    finally:
+        gc.unfreeze()
+    assert seen["frozen"] > 1000
+    assert seen["access_log"] is False
+    assert seen["port"] == 5999
