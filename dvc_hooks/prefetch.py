@@ -101,8 +101,12 @@ class Prefetch:
             with os.fdopen(self._fd, "rb") as f:
                 while chunk := f.read(1 << 20):
                     chunks.append(chunk)
-        finally:
-            _, status = os.waitpid(self._pid, 0)
+        except BaseException:  # interrupted while waiting: do not wait for the child's hashing
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
+            raise
+        _, status = os.waitpid(self._pid, 0)
         if os.waitstatus_to_exitcode(status) == 0 and chunks:
             self._result, self._seconds = pickle.loads(b"".join(chunks))  # noqa: S301 - our child
 

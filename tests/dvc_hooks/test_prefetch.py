@@ -156,3 +156,32 @@ def test_off_when_threads_run_or_turned_off(
     assert prefetch.Prefetch.start(dvc_repo, outs) is None
     monkeypatch.delenv(prefetch.ENV)
     assert prefetch.Prefetch.start(dvc_repo, []) is None
+
+
+def test_interrupted_wait_stops_the_child(
+    dvc_repo: Path, monkeypatch: pytest.MonkeyPatch, single_thread: None
+) -> None:
+    """Ctrl-C while waiting for the child's result kills and reaps it (no waiting for it)."""
+    (out,) = _outs(dvc_repo, "data/images.dvc")
+    ahead = prefetch.Prefetch.start(dvc_repo, [out])
+    assert ahead is not None
+
+    class Interrupted:
+        def __init__(self, fd: int) -> None:
+            self.fd = fd
+
+        def __enter__(self) -> Interrupted:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            os.close(self.fd)
+
+        def read(self, n: int) -> bytes:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Interrupted(fd))
+    with pytest.raises(KeyboardInterrupt):
+        ahead.take(out)
+    monkeypatch.undo()
+    ahead.close()  # already done: must not wait or kill again
+    assert _no_children()
