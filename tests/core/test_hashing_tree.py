@@ -110,6 +110,8 @@ def test_root_must_be_a_directory_not_a_link(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unsupported hash algorithm"):
         hashing.hash_tree(tmp_path / "d", "md5")  # type: ignore[arg-type]
     assert hashing.hash_tree(tmp_path / "d") == [("x", 1, hashlib.sha256(b"1").digest())]
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert hashing.hash_tree(tmp_path / "empty", workers=3) == []
 
 
 def test_symlinks_and_special_files_refused_at_listing(tmp_path: Path) -> None:
