@@ -58,7 +58,10 @@ def _push_refs() -> list[tuple[str, str]]:
 def _prefetch(
     root: Path, files: list[str], read: workspace.Reader, workers: int | None
 ) -> prefetch.Prefetch | None:
-    """Start hashing the outputs of ``files`` in a child (see :mod:`dvc_hooks.prefetch`)."""
+    """Start hashing the outputs of ``files`` in a child (see :mod:`dvc_hooks.prefetch`).
+
+    An optimisation only: any error here is left for the verification itself to report.
+    """
     if not prefetch.enabled():
         return None
     outs = []
@@ -67,8 +70,24 @@ def _prefetch(
             data = read(f)
             outs.extend(dvcfiles.parse(f, data) if data is not None else [])
         except GuardError:
-            continue  # reported by the verification itself
+            continue
     return prefetch.Prefetch.start(root, outs, workers=workers)
+
+
+def _prefetch_head(
+    root: Path, refs: list[tuple[str, str]], workers: int | None
+) -> prefetch.Prefetch | None:
+    """Pre-push: prefetch HEAD's outputs if HEAD is pushed (then they are rehashed in full)."""
+    if not prefetch.enabled():
+        return None
+    try:
+        head = gitutil.git(["rev-parse", "HEAD"], root).decode().strip()
+        if not any(local == head for local, _ in refs):
+            return None
+        files = checks.tracked_dvc_files(root, "HEAD")
+    except GuardError:
+        return None
+    return _prefetch(root, files, checks.commit_reader(root, "HEAD"), workers)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -84,14 +103,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             if args.pre_push:
                 refs = _push_refs()
-                head = gitutil.git(["rev-parse", "HEAD"], root).decode().strip()
-                if cold and any(local == head for local, _ in refs):
-                    ahead = _prefetch(
-                        root,
-                        checks.tracked_dvc_files(root, "HEAD"),
-                        checks.commit_reader(root, "HEAD"),
-                        args.workers,
-                    )
+                if cold:
+                    ahead = _prefetch_head(root, refs, args.workers)
             else:
                 read = (
                     checks.index_reader(root) if args.staged else workspace.workspace_reader(root)

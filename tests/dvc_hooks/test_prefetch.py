@@ -185,3 +185,25 @@ def test_interrupted_wait_stops_the_child(
     monkeypatch.undo()
     ahead.close()  # already done: must not wait or kill again
     assert _no_children()
+
+
+def test_pre_push_prefetches_head_only_when_head_is_pushed(dvc_repo: Path) -> None:
+    head = sh(["git", "rev-parse", "HEAD"], dvc_repo).stdout.strip()
+    base = sh(["git", "rev-parse", "HEAD~1"], dvc_repo).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "DVC_GUARD_HASH_CACHE"}
+    pushed = _cli(
+        dvc_repo,
+        "verify",
+        "--pre-push",
+        env={**env, "PRE_COMMIT_FROM_REF": base, "PRE_COMMIT_TO_REF": head},
+    )
+    assert pushed["ok"] is True
+    assert pushed["prefetched_outputs"] == 3
+    other = _cli(
+        dvc_repo,
+        "verify",
+        "--pre-push",
+        env={**env, "PRE_COMMIT_FROM_REF": base, "PRE_COMMIT_TO_REF": base},
+    )
+    assert other["ok"] is True
+    assert other["prefetched_outputs"] == 0  # HEAD not pushed: signatures only, no hashing
