@@ -97,33 +97,41 @@ class GuardLayer:
                 await send({"type": "websocket.close", "code": 1008})
             return
         body = await self._read_body(receive)
-        out = _Buffered(self, scope, body or b"")
+        out = _Buffered(self, scope, body or b"", send)
         if body is None:
-            await out.error(send, 413, "REQUEST_TOO_LARGE", f"body over {self.max_body} bytes")
+            await out.error(413, "REQUEST_TOO_LARGE", f"body over {self.max_body} bytes")
             return
         path = scope.get("path", "")
-        call: _Call | None = None
-        if path not in OPEN_PATHS:
-            call, denial = await self._admit(scope, path)
-            if denial is None and call is not None:
-                token = current_charge.set(self._charger(call))
-                try:
-                    await self._run_app(scope, body, receive, out)
-                finally:
-                    current_charge.reset(token)
-            if call is not None:
-                denial = await self._confirm(call) or denial
-            if denial is not None:
-                status, code, msg, retry = denial
-                await out.error(send, status, code, msg, retry_after=retry)
-                return
-        else:
+        if path in OPEN_PATHS:
             await self._run_app(scope, body, receive, out)
-        if call is not None and call.denial is not None:
-            d = call.denial
-            await out.error(send, 429, "QUOTA_EXCEEDED", d.reason, retry_after=d.retry_after)
+            await out.finish()
             return
-        await out.flush(send)
+        call, denial = await self._admit(scope, path)
+        if denial is None and call is not None:
+            # The answer leaves when the app sends its last body message (not when the app
+            # returns), after the checks: token still valid, budget not exceeded.
+            out.gate = lambda: self._final_check(call)
+            token = current_charge.set(self._charger(call))
+            try:
+                await self._run_app(scope, body, receive, out)
+            finally:
+                current_charge.reset(token)
+            await out.finish()
+            return
+        if call is not None:
+            denial = await self._confirm(call) or denial
+        status, code, msg, retry = denial or _UNAVAILABLE  # (never None here)
+        await out.error(status, code, msg, retry_after=retry)
+
+    async def _final_check(self, call: _Call) -> tuple[int, str, str, int | None] | None:
+        """Run before any answer to an admitted request leaves: 401/503, then 429."""
+        denial = await self._confirm(call)
+        if denial is not None:
+            return denial
+        if call.denial is not None:
+            d = call.denial
+            return (429, "QUOTA_EXCEEDED", d.reason, d.retry_after)
+        return None
 
     async def _run_app(self, scope: Scope, body: bytes, receive: Receive, out: _Buffered) -> None:
         try:
@@ -225,26 +233,47 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class _Buffered:
-    """Collects the app's response, then sends it with digest and signature headers."""
+    """Collects the app's response, then sends it with digest and signature headers.
 
-    def __init__(self, layer: GuardLayer, scope: Scope, request_body: bytes) -> None:
+    The answer is sent once: when the app's last body message arrives (``capture``), or
+    when the app returned without one (``finish``). Before it is sent, ``gate`` (if set)
+    may replace it by an error answer.
+    """
+
+    def __init__(self, layer: GuardLayer, scope: Scope, request_body: bytes, send: Send) -> None:
         self.layer = layer
         self.scope = scope
         self.request_body = request_body
+        self.send = send
+        self.gate: Callable[[], Awaitable[tuple[int, str, str, int | None] | None]] | None = None
+        self.sent = False
         self.status = 500
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
 
     async def capture(self, message: Message) -> None:
+        if self.sent:
+            return  # the answer is out; anything later is dropped
         if message["type"] == "http.response.start":
             self.status = int(message["status"])
             self.headers = list(message.get("headers", []))
         elif message["type"] == "http.response.body":
             self.body.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                await self.finish()
+
+    async def finish(self) -> None:
+        """Check the gate, then send the answer (once)."""
+        if self.sent:
+            return
+        gate, self.gate = self.gate, None
+        if gate is not None and (denial := await gate()) is not None:
+            status, code, msg, retry = denial
+            self.set_error(status, code, msg, retry_after=retry)
+        await self.flush()
 
     async def error(
         self,
-        send: Send,
         status: int,
         code: str,
         message: str,
@@ -252,12 +281,14 @@ class _Buffered:
         retry_after: int | None = None,
     ) -> None:
         self.set_error(status, code, message, retry_after=retry_after)
-        await self.flush(send)
+        await self.flush()
 
     def set_error(
         self, status: int, code: str, message: str, *, retry_after: int | None = None
     ) -> None:
-        """Replace whatever was captured by a JSON error answer."""
+        """Replace whatever was captured by a JSON error answer (unless already sent)."""
+        if self.sent:
+            return
         self.status = status
         self.headers = [(b"content-type", b"application/json")]
         if status == 401:
@@ -273,7 +304,11 @@ class _Buffered:
         path = raw.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
         return str(scope.get("method", "GET")), path
 
-    async def flush(self, send: Send) -> None:
+    async def flush(self) -> None:
+        if self.sent:
+            return
+        self.sent = True
+        send = self.send
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         headers: list[tuple[bytes, bytes]] = []
         ctype: bytes | None = None

@@ -78,6 +78,7 @@ def call(app: Any, token: str | None, body: bytes = BODY, path: str = "/invocati
         await app(scope, receive, send)
 
     asyncio.run(run())
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]  # once
     start = next(m for m in sent if m["type"] == "http.response.start")
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     hdrs = {k.decode(): v.decode() for k, v in start["headers"]}
@@ -225,3 +226,124 @@ def test_run_freezes_startup_objects_then_serves(monkeypatch: pytest.MonkeyPatch
     assert seen["frozen"] > 1000
     assert seen["access_log"] is False
     assert seen["port"] == 5999
+
+
+# -- the answer leaves when the app's last body message arrives, after the checks ------------
+
+
+def _layer(setup: Setup, app: Any, db: Path, **kw: Any) -> tuple[GuardLayer, GuardStore]:
+    shutil.copy(setup.database_uri.removeprefix("sqlite:///"), db)
+    store = GuardStore(f"sqlite:///{db}")
+    reader = RevisionReader.for_uri(f"sqlite:///{db}", hold=True)
+    layer = GuardLayer(
+        app=app,
+        auth=TokenAuth(store.verify_token, reader, inline=True),
+        signer=ResponseSigner(setup.response_key.key, "ab" * 32),
+        model_root_digest="ab" * 32,
+        **kw,
+    )
+    return layer, store
+
+
+async def _answer(send: Any, body: bytes = b'{"predictions": [0]}', status: int = 200) -> None:
+    start = {"type": "http.response.start", "status": status, "headers": []}
+    await send(start | {"headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_answer_sent_before_the_app_returns(setup: Setup, tmp_path: Path) -> None:
+    timeline: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await _answer(send)
+        timeline.append("app still running after its last body message")
+
+    layer, _ = _layer(setup, app, tmp_path / "guard.db")
+    outer = layer.__call__
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        async def send_and_note(m: Any) -> None:
+            timeline.append(m["type"])
+            await send(m)
+
+        await outer(scope, receive, send_and_note)
+
+    r = call(recording, setup.tokens["alice"])
+    assert r.status_code == 200
+    assert timeline == [
+        "http.response.start",
+        "http.response.body",
+        "app still running after its last body message",
+    ]
+    verify_response(r, public_key(setup.response_key), expected_model_digest="ab" * 32)
+
+
+def test_token_revoked_while_predicting_gets_401_not_the_answer(
+    setup: Setup, tmp_path: Path
+) -> None:
+    holder: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if holder.get("revoke"):
+            assert holder["store"].revoke_token(holder["token_id"])
+        await _answer(send)
+
+    layer, store = _layer(setup, app, tmp_path / "guard.db")
+    token_id, secret = store.create_token("erin", None)
+    holder.update(store=store, token_id=token_id)
+    assert call(layer, secret).status_code == 200  # verified and cached
+    holder["revoke"] = True
+    r = call(layer, secret)
+    assert r.status_code == 401
+    assert json.loads(r.content)["error_code"] == "UNAUTHENTICATED"
+    assert b"predictions" not in r.content
+    verify_response(r, public_key(setup.response_key))
+
+
+def test_budget_overrun_inside_the_app_gets_429(setup: Setup, tmp_path: Path) -> None:
+    from mlflow_guard.serving.hardening import current_charge
+    from mlflow_guard.serving.limits import QueryBudget
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        charge = current_charge.get()
+        assert charge is not None
+        try:
+            charge(3)  # what HardenedModel.predict does per input row
+        except Exception:  # MLflow answers an error of its own
+            await _answer(send, b'{"error_code": "BAD_REQUEST"}', status=400)
+            return
+        await _answer(send)
+
+    layer, _ = _layer(setup, app, tmp_path / "guard.db", budget=QueryBudget(4, 3600))
+    assert call(layer, setup.tokens["alice"]).status_code == 200
+    r = call(layer, setup.tokens["alice"])  # 3 + 3 > 4
+    assert r.status_code == 429
+    assert json.loads(r.content)["error_code"] == "QUOTA_EXCEEDED"
+    assert "asks for 3" in json.loads(r.content)["message"]
+    verify_response(r, public_key(setup.response_key))
+
+
+def test_app_failing_after_its_answer_sends_nothing_more(setup: Setup, tmp_path: Path) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await _answer(send)
+        raise RuntimeError("teardown failed")
+
+    layer, _ = _layer(setup, app, tmp_path / "guard.db")
+    r = call(layer, setup.tokens["alice"])  # call() checks: one start, one body
+    assert r.status_code == 200
+    assert r.content == b'{"predictions": [0]}'
+    verify_response(r, public_key(setup.response_key))
+
+
+def test_app_failing_before_its_answer_gets_a_signed_500(setup: Setup, tmp_path: Path) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("model crashed")
+
+    layer, _ = _layer(setup, app, tmp_path / "guard.db")
+    r = call(layer, setup.tokens["alice"])
+    assert r.status_code == 500
+    assert json.loads(r.content)["error_code"] == "INTERNAL_ERROR"
+    assert b"partial" not in r.content
+    verify_response(r, public_key(setup.response_key))
