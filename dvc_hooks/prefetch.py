@@ -68,10 +68,13 @@ class Prefetch:
         todo = {_key(o): o for o in outs}
         if not todo or not enabled():
             return None
-        r, w = os.pipe()
+        try:
+            r, w = os.pipe()
+        except OSError:  # out of descriptors: hash in this process
+            return None
         try:
             pid = os.fork()
-        except OSError:
+        except OSError:  # out of processes or memory: hash in this process
             os.close(r)
             os.close(w)
             return None
