@@ -5,8 +5,10 @@ every other path needs ``Authorization: Bearer mlg_…`` valid in the guard stor
 503 when the store cannot answer: fail closed; see :mod:`mlflow_guard.serving.auth`) → rate
 limit (429) → budget pre-check on ``/invocations`` (429) → MLflow's app, whose model wrapper
 charges the budget per input row (429 when a request asks for more than is left, before
-predicting) → the token is confirmed against the store's current revision → the response is
-buffered, digested and signed (every status, including 401/429/503).
+predicting) → when the app sends its last body message, the token is confirmed against the
+store's current revision and the budget outcome checked (401/503/429 replace the answer) →
+the buffered response is digested, signed (every status, including 401/429/503) and sent,
+once, without waiting for the app's own teardown.
 """
 
 from __future__ import annotations
