@@ -54,6 +54,14 @@ def register(p: argparse.ArgumentParser) -> None:
         "--budget-window", default="1d", metavar="DURATION", help="budget window (default 1d)"
     )
     p.add_argument("--database-uri", metavar="URI", help="token database (default: policy's)")
+    p.add_argument(
+        "--token-recheck",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="trust a token-store revision read for this long (0-60 s; default 0: read it for "
+        "every request, revocation exact); revocation then takes effect within SECONDS",
+    )
     p.set_defaults(func=_run)
 
 
@@ -98,6 +106,24 @@ def _options(args: argparse.Namespace) -> ServeOptions:
     )
 
 
+MAX_TOKEN_RECHECK = 60.0
+
+
+def token_recheck(value: float) -> float:
+    """Validate ``--token-recheck``.
+
+    Raises:
+        UsageError: negative, not finite or over :data:`MAX_TOKEN_RECHECK` seconds.
+    """
+    if not 0.0 <= value <= MAX_TOKEN_RECHECK:  # also refuses NaN
+        raise UsageError(
+            f"--token-recheck must be between 0 and {MAX_TOKEN_RECHECK:g} seconds, got {value}",
+            hint="0 (the default) reads the revision for every request; 1 bounds revocation "
+            "to one second",
+        )
+    return value
+
+
 def _run(args: argparse.Namespace) -> int:
     from mlflow_guard import tls as tls_mod
     from mlflow_guard.serving import app as serving_app
@@ -107,13 +133,14 @@ def _run(args: argparse.Namespace) -> int:
     tls = tls_mod.TLSConfig(_path(args.tls_cert), _path(args.tls_key), _path(args.tls_client_ca))
     warning = tls_mod.check(args.host, tls, insecure_http=args.insecure_http)
     options = _options(args)
+    recheck = token_recheck(args.token_recheck)
     loaded = serving_app.load_verified(args.model_uri, args.policy)
     store, policy = open_store(args.policy, args.database_uri)
     store.migrate()
     uri = args.database_uri or (policy.storage.database_uri if policy is not None else "")
     inline = store.dialect == "sqlite"  # SQLite reads cost less than a thread hand-off
     revision = RevisionReader.for_uri(uri, hold=inline)
-    auth = TokenAuth(store.verify_token, revision, inline=inline)
+    auth = TokenAuth(store.verify_token, revision, inline=inline, recheck=recheck)
     app = serving_app.build_app(loaded, auth, options)
     v = loaded.verified
     scheme = "https" if tls.enabled else "http"

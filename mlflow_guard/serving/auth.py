@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -166,6 +167,13 @@ class TokenAuth:
         inline: query the store on the event loop instead of a worker thread — for SQLite,
             whose reads (a few µs through :class:`RevisionReader`, ~0.1 ms for a full token
             check) cost less than a thread hand-off; keep ``False`` for a networked database.
+        recheck: freshness window in seconds (default ``0``: the revision is read for every
+            request, so a revocation takes effect at the next request). With ``recheck > 0``
+            a revision read at time *t* is trusted until *t + recheck*: cached tokens are
+            accepted without a read in that window, so a revocation takes effect within
+            ``recheck`` seconds (and a database outage shows as 503 only once the window of
+            the last good read has passed). An explicit trade-off for networked databases.
+        clock: monotonic time source (tests).
     """
 
     def __init__(
@@ -175,12 +183,30 @@ class TokenAuth:
         max_entries: int = MAX_ENTRIES,
         *,
         inline: bool = False,
+        recheck: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if recheck < 0:
+            raise ValueError(f"recheck must be >= 0 seconds, got {recheck}")
         self._inline = inline
         self._verify = verify_token
         self._revision = revision
         self._max = max_entries
         self._cache: dict[str, tuple[Any, int]] = {}
+        self._recheck = recheck
+        self._clock = clock
+        self._fresh: tuple[int, float] | None = None  # (revision, trusted until)
+
+    def _read(self) -> int:
+        """Read the revision; with a window, remember it (timed from before the read)."""
+        read = self._revision
+        assert read is not None
+        if self._recheck <= 0:
+            return read()
+        started = self._clock()
+        value = read()
+        self._fresh = (value, started + self._recheck)
+        return value
 
     async def authenticate(self, secret: str) -> Authenticated | None:
         """The caller of ``secret``, or ``None`` (invalid, expired or revoked).
@@ -192,8 +218,10 @@ class TokenAuth:
         hit = self._cache.get(key)
         if hit is not None and hit[0].active():
             info, rev = hit
-            read = self._revision
-            assert read is not None
+            fresh = self._fresh
+            if fresh is not None and fresh[0] == rev and self._clock() < fresh[1]:
+                return Authenticated(str(info.user), _confirmed)  # inside the window
+            read = self._read
             pending = (
                 None if self._inline else asyncio.ensure_future(anyio.to_thread.run_sync(read))
             )
@@ -212,10 +240,10 @@ class TokenAuth:
         return Authenticated(str(info.user), _confirmed) if info is not None else None
 
     async def _full(self, secret: str, key: str) -> Any:
-        revision = self._revision
+        cached = self._revision is not None
 
         def work() -> tuple[int | None, Any]:
-            rev = revision() if revision is not None else None  # read before: a later revoke
+            rev = self._read() if cached else None  # read before: a later revoke
             return rev, self._verify(secret)  # bumps it and invalidates this entry
 
         rev, info = work() if self._inline else await anyio.to_thread.run_sync(work)

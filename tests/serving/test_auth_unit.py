@@ -235,3 +235,102 @@ def test_revision_reader_on_postgresql(pg_uri: str, hold: bool) -> None:
         reader()
     reader.dispose()
     store.dispose()
+
+
+# -- the optional freshness window (--token-recheck) -----------------------------------------
+
+
+class Clock:
+    """A hand-moved monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_window_revoked_token_refused_once_the_window_passed(
+    store: GuardStore, tmp_path: Path, inline: bool
+) -> None:
+    token_id, secret = store.create_token("alice", None)
+    reads = {"n": 0}
+    reader = RevisionReader.for_uri(f"sqlite:///{tmp_path}/guard.db", hold=inline)
+
+    def counted() -> int:
+        reads["n"] += 1
+        return reader()
+
+    clock = Clock()
+    auth = TokenAuth(store.verify_token, counted, inline=inline, recheck=1.0, clock=clock)
+
+    async def confirmed() -> bool:
+        who = await auth.authenticate(secret)
+        return who is not None and await who.confirm()
+
+    async def scenario() -> list[object]:
+        out: list[object] = [await confirmed()]  # full check: one read
+        clock.now += 0.5
+        out.append(await confirmed())  # inside the window: no read
+        out.append(reads["n"])
+        assert store.revoke_token(token_id)
+        clock.now += 0.4  # still inside: the documented trade-off
+        out.append(await confirmed())
+        clock.now += 0.2  # 1.1 s after the last read: read, changed, re-verified
+        out.append(await confirmed())
+        out.append(await auth.authenticate(secret))
+        return out
+
+    first, in_window, n_reads, before_expiry, after_expiry, again = asyncio.run(scenario())
+    assert (first, in_window, n_reads) == (True, True, 1)
+    assert before_expiry is True
+    assert after_expiry is False
+    assert again is None
+
+
+def test_window_zero_reads_every_time(store: GuardStore, tmp_path: Path) -> None:
+    token_id, secret = store.create_token("alice", None)
+    reader = RevisionReader.for_uri(f"sqlite:///{tmp_path}/guard.db", hold=True)
+    clock = Clock()
+    auth = TokenAuth(store.verify_token, reader, inline=True, clock=clock)
+
+    async def scenario() -> bool:
+        who = await auth.authenticate(secret)
+        assert who is not None
+        assert await who.confirm()
+        assert store.revoke_token(token_id)  # same instant: no window to wait for
+        who = await auth.authenticate(secret)
+        assert who is not None
+        return await who.confirm()
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_window_store_error_after_the_window_raises(tmp_path: Path) -> None:
+    db = tmp_path / "guard.db"
+    s = GuardStore(f"sqlite:///{db}")
+    s.migrate()
+    _, secret = s.create_token("alice", None)
+    clock = Clock()
+    reader = RevisionReader.for_uri(f"sqlite:///{db}", hold=True)
+    auth = TokenAuth(s.verify_token, reader, inline=True, recheck=1.0, clock=clock)
+
+    async def scenario() -> None:
+        who = await auth.authenticate(secret)
+        assert who is not None
+        assert await who.confirm()
+        with sqlite3.connect(db) as c:
+            c.execute("DROP TABLE guard_revision")
+        clock.now += 1.0  # the window of the last good read has passed
+        who = await auth.authenticate(secret)
+        assert who is not None
+        await who.confirm()
+
+    with pytest.raises(StoreError, match="cannot read the revision"):
+        asyncio.run(scenario())
+
+
+def test_window_must_not_be_negative(store: GuardStore) -> None:
+    with pytest.raises(ValueError, match="recheck must be >= 0"):
+        TokenAuth(store.verify_token, store.revision, recheck=-1)

@@ -197,6 +197,13 @@ def test_untrusted_signer_does_not_start(
 def test_verified_model_reaches_the_server_loop(setup: Setup, no_serving: list[Any]) -> None:
     assert _serve(setup.model_dir, setup) == 0
     assert len(no_serving) == 1
+    auth = no_serving[0][0].auth
+    assert (auth._recheck, auth._inline) == (0.0, True)  # exact by default; SQLite inline
+
+
+def test_token_recheck_reaches_the_auth(setup: Setup, no_serving: list[Any]) -> None:
+    assert _serve(setup.model_dir, setup, "--token-recheck", "0.5") == 0
+    assert no_serving[0][0].auth._recheck == 0.5
 
 
 @pytest.mark.parametrize(
@@ -206,6 +213,9 @@ def test_verified_model_reaches_the_server_loop(setup: Setup, no_serving: list[A
         (["--labels-only", "--top-k", "2"], "not allowed with"),
         (["--rate", "fast"], "--rate"),
         (["--budget", "0"], "--budget"),
+        (["--token-recheck", "-1"], "--token-recheck must be between 0 and 60"),
+        (["--token-recheck", "61"], "--token-recheck must be between 0 and 60"),
+        (["--token-recheck", "nan"], "--token-recheck must be between 0 and 60"),
     ],
 )
 def test_configuration_errors_exit_2(
