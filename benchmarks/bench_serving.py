@@ -12,7 +12,9 @@ on 127.0.0.1, each one uvicorn process (h11, asyncio loop, one worker):
 - ``mlflow-guard serve --unsigned-responses`` (token auth against the SQLite guard DB,
   budget accounting, no response signature);
 - ``mlflow-guard serve --signing-key`` (the default: every response signed, ECDSA P-256,
-  RFC 9421 over RFC 9530 digests).
+  RFC 9421 over RFC 9530 digests);
+- with ``--postgres URI``, also signed with the tokens in PostgreSQL (a scratch schema), once
+  reading the revision for every request and once with ``--token-recheck 1``.
 
 One client posts a one-row JSON ``/invocations`` request, sequentially, in two modes: a
 keep-alive session and a new connection per request. Rounds are interleaved (baseline,
@@ -21,7 +23,7 @@ p50 and p90 latency, sequential requests/s, server CPU time per request (user + 
 the server's process group: less disturbed by other jobs than wall time), added milliseconds
 and the ratio to the ``mlflow models serve`` p50.
 
-Run: ``.venv/bin/python benchmarks/bench_serving.py [--n 300] [--rounds 3]``.
+Run: ``.venv/bin/python benchmarks/bench_serving.py [--n 300] [--rounds 3] [--postgres URI]``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,39 @@ def prepare(root: Path) -> tuple[Path, Path, Path, str]:
     _, token = store.create_token("bench", None)
     store.dispose()
     return model_dir, policy, resp_key, token
+
+
+def postgres_store(uri: str) -> tuple[str, str, str]:
+    """A scratch schema in ``uri`` with a migrated guard store and a token."""
+    import secrets
+
+    import psycopg2
+
+    from mlflow_guard.store import GuardStore
+
+    schema = f"bench_serving_{secrets.token_hex(4)}"
+    conn = psycopg2.connect(uri)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    conn.close()
+    sep = "&" if "?" in uri else "?"
+    scoped = f"{uri}{sep}options=-csearch_path%3D{schema}"
+    store = GuardStore(scoped)
+    store.migrate()
+    _, token = store.create_token("bench", None)
+    store.dispose()
+    return schema, scoped, token
+
+
+def drop_schema(uri: str, schema: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(uri)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    conn.close()
 
 
 def start(
@@ -166,12 +201,20 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300, help="requests per round and server")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--postgres",
+        metavar="URI",
+        help="also serve signed with the tokens in this PostgreSQL database (a scratch schema "
+        "is created and dropped), e.g. postgresql://postgres@127.0.0.1:5432/test",
+    )
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     model_dir, policy, resp_key, token = prepare(root)
     guard = [sys.executable, "-m", "mlflow_guard.cli", "serve", str(model_dir)]
     guard += ["--policy", str(policy), "--budget", "100000000"]
-    ports = {name: free_port() for name in ("plain", "quiet", "unsigned", "signed")}
+    pg_names = ["signed-pg", "signed-pg-1s"] if a.postgres else []
+    names = ["plain", "quiet", "unsigned", "signed", *pg_names]
+    ports = {name: free_port() for name in names}
     cmds = {
         "plain": [
             str(_common.BIN / "mlflow"),
@@ -200,6 +243,15 @@ def main() -> None:
         "unsigned": [*guard, "--port", str(ports["unsigned"]), "--unsigned-responses"],
         "signed": [*guard, "--port", str(ports["signed"]), "--signing-key", str(resp_key)],
     }
+    tokens = {"plain": None, "quiet": None, "unsigned": token, "signed": token}
+    schema = None
+    if a.postgres:
+        schema, pg_uri, tokens["signed-pg"] = postgres_store(a.postgres)
+        tokens["signed-pg-1s"] = tokens["signed-pg"]
+        pg_args = ["--signing-key", str(resp_key), "--database-uri", pg_uri]
+        cmds["signed-pg"] = [*guard, "--port", str(ports["signed-pg"]), *pg_args]
+        cmds["signed-pg-1s"] = [*guard, "--port", str(ports["signed-pg-1s"]), *pg_args]
+        cmds["signed-pg-1s"] += ["--token-recheck", "1"]
     from mlflow.pyfunc import scoring_server
 
     model_env = scoring_server._SERVER_MODEL_PATH  # what `mlflow models serve` sets
@@ -209,7 +261,6 @@ def main() -> None:
         for name, cmd in cmds.items():
             env = {model_env: model_dir.as_uri()} if name == "quiet" else None
             procs[name] = start(cmd, ports[name], root / f"{name}.log", env)
-        tokens = {"plain": None, "quiet": None, "unsigned": token, "signed": token}
         lat: dict[tuple[str, bool], list[float]] = {}
         cpu: dict[tuple[str, bool], float] = {}
         for mode in (True, False):
@@ -226,11 +277,15 @@ def main() -> None:
     finally:
         for p in procs.values():
             stop(p)
+        if schema is not None:
+            drop_schema(a.postgres, schema)
     labels = {
         "plain": "`mlflow models serve` (baseline)",
         "quiet": "same MLflow app, guard's uvicorn settings (no access log)",
         "unsigned": "guard: token auth + budget, unsigned",
         "signed": "guard: token auth + budget + signed response",
+        "signed-pg": "guard: signed, tokens in PostgreSQL (read per request, worker thread)",
+        "signed-pg-1s": "guard: signed, tokens in PostgreSQL, `--token-recheck 1`",
     }
     rows = []
     for mode in (True, False):
