@@ -259,6 +259,7 @@ class _Buffered:
         if message["type"] == "http.response.start":
             self.status = int(message["status"])
             self.headers = list(message.get("headers", []))
+            self.body = []
         elif message["type"] == "http.response.body":
             self.body.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -268,10 +269,11 @@ class _Buffered:
         """Check the gate, then send the answer (once)."""
         if self.sent:
             return
-        gate, self.gate = self.gate, None
-        if gate is not None and (denial := await gate()) is not None:
-            status, code, msg, retry = denial
-            self.set_error(status, code, msg, retry_after=retry)
+        if self.gate is not None:  # kept: an answer captured later is checked again
+            denial = await self.gate()
+            if denial is not None:
+                status, code, msg, retry = denial
+                self.set_error(status, code, msg, retry_after=retry)
         await self.flush()
 
     async def error(

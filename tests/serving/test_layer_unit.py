@@ -347,3 +347,41 @@ def test_app_failing_before_its_answer_gets_a_signed_500(setup: Setup, tmp_path:
     assert json.loads(r.content)["error_code"] == "INTERNAL_ERROR"
     assert b"partial" not in r.content
     verify_response(r, public_key(setup.response_key))
+
+
+def test_an_answer_captured_after_an_interrupted_check_is_checked_again(
+    setup: Setup, tmp_path: Path
+) -> None:
+    from mlflow_guard.serving.middleware import _Buffered
+
+    layer, _ = _layer(setup, _answer, tmp_path / "guard.db")
+    sent: list[dict[str, Any]] = []
+    checks = {"n": 0}
+
+    async def send(m: dict[str, Any]) -> None:
+        sent.append(m)
+
+    async def gate() -> tuple[int, str, str, int | None] | None:
+        checks["n"] += 1
+        if checks["n"] == 1:
+            raise asyncio.CancelledError  # e.g. the app's own timeout cancelled its send
+        return (401, "UNAUTHENTICATED", "invalid, expired or revoked token", None)
+
+    async def scenario() -> None:
+        out = _Buffered(layer, {"method": "POST", "path": "/invocations"}, BODY, send)
+        out.gate = gate
+        start = {"type": "http.response.start", "status": 200, "headers": []}
+        final = {"type": "http.response.body", "body": b'{"predictions": [0]}'}
+        await out.capture(start)
+        with pytest.raises(asyncio.CancelledError):
+            await out.capture(final)
+        assert sent == []
+        await out.capture(start)  # the app answers again
+        await out.capture(final)
+        await out.finish()
+
+    asyncio.run(scenario())
+    assert checks["n"] == 2
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 401
+    assert b"predictions" not in sent[1]["body"]
