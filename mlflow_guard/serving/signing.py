@@ -197,7 +197,7 @@ class ResponseSigner:
         """The RFC 9421 signature base and the ``@signature-params`` value for one response.
 
         ``@method``/``@path`` (``;req``) are covered when the method is an upper-case token
-        and the path (``raw_path`` up to ``?``) matches RFC 3986 ``path-absolute``; otherwise
+        and the path (``raw_path`` up to ``?``) is ``/`` and RFC 3986 path characters; otherwise
         the request line is left out (:data:`FALLBACK_COMPONENTS`) and a verifier requiring
         :data:`RESPONSE_COMPONENTS` refuses the response.
 
