@@ -141,7 +141,12 @@ def _run(args: argparse.Namespace) -> int:
     inline = store.dialect == "sqlite"  # SQLite reads cost less than a thread hand-off
     revision = RevisionReader.for_uri(uri, hold=inline)
     auth = TokenAuth(store.verify_token, revision, inline=inline, recheck=recheck)
-    app = serving_app.build_app(loaded, auth, options)
+    from mlflow_guard.core.policy import find_policy, load_policy
+    from mlflow_guard.serving.model_trust import ModelKeyWatch
+
+    policy_path = find_policy(args.policy)
+    watch = ModelKeyWatch(load_policy(policy_path), policy_path, loaded.verified.signer_key_id)
+    app = serving_app.build_app(loaded, auth, options, model_trust=watch.denial)
     v = loaded.verified
     scheme = "https" if tls.enabled else "http"
     print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,8 +68,17 @@ def load_verified(model_uri: str, policy: str | os.PathLike[str] | None) -> Load
     return LoadedModel(verified, mlflow.pyfunc.load_model(str(verified.local_path)))
 
 
-def build_app(loaded: LoadedModel, auth: TokenAuth, options: ServeOptions) -> GuardLayer:
-    """The ASGI app: MLflow's scoring app around the hardened model, behind the guard layer."""
+def build_app(
+    loaded: LoadedModel,
+    auth: TokenAuth,
+    options: ServeOptions,
+    model_trust: Callable[[], str | None] | None = None,
+) -> GuardLayer:
+    """The ASGI app: MLflow's scoring app around the hardened model, behind the guard layer.
+
+    ``model_trust`` (a :class:`~mlflow_guard.serving.model_trust.ModelKeyWatch`'s ``denial``)
+    makes every request fail with 503 once the model's signer is no longer trusted.
+    """
     from mlflow.pyfunc import scoring_server
 
     hardened: Any = HardenedModel(loaded.pyfunc, options.output)
@@ -82,6 +92,7 @@ def build_app(loaded: LoadedModel, auth: TokenAuth, options: ServeOptions) -> Gu
         rate=RateLimiter(options.rate) if options.rate else None,
         budget=QueryBudget(options.budget, options.budget_window) if options.budget else None,
         max_body=options.max_body,
+        model_trust=model_trust,
     )
 
 

@@ -72,6 +72,10 @@ class GuardLayer:
         budget: prediction budget, or ``None``.
         model_root_digest: hex OMS root digest (sent even when unsigned).
         max_body: largest accepted request body in bytes (413 beyond).
+        model_trust: returns why the model may no longer be served (its signing key revoked
+            or expired, the policy broken), or ``None``; every request, ``/ping`` and
+            ``/health`` included, is then answered 503 with that reason
+            (:class:`~mlflow_guard.serving.model_trust.ModelKeyWatch`).
     """
 
     app: ASGIApp
@@ -81,6 +85,7 @@ class GuardLayer:
     rate: RateLimiter | None = None
     budget: QueryBudget | None = None
     max_body: int = DEFAULT_MAX_BODY
+    model_trust: Callable[[], str | None] | None = None
     model_header: tuple[bytes, bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +107,9 @@ class GuardLayer:
         out = _Buffered(self, scope, body or b"", send)
         if body is None:
             await out.error(413, "REQUEST_TOO_LARGE", f"body over {self.max_body} bytes")
+            return
+        if self.model_trust is not None and (why := self.model_trust()) is not None:
+            await out.error(503, "MODEL_NOT_TRUSTED", why)
             return
         path = scope.get("path", "")
         if path in OPEN_PATHS:

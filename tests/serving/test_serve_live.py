@@ -20,7 +20,7 @@ from mlflow_guard.core.errors import SignatureInvalid
 from mlflow_guard.serving import verify_response
 from mlflow_guard.store import GuardStore
 from tests.conftest import KeyRing, snapshot
-from tests.serving.conftest import BUDGET, ServeProcess, Setup, public_key
+from tests.serving.conftest import BUDGET, ServeProcess, Setup, public_key, start_serve
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 pytestmark = pytest.mark.slow
@@ -237,3 +237,39 @@ def test_signing_key_required(
     assert code == 2
     assert "--signing-key" in capsys.readouterr().err
     assert no_serving == []
+
+
+def test_revoking_the_model_key_stops_serving_without_a_restart(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """A running server stops answering (503, signed, with the reason) once the policy revokes
+    the key that signed its model, and answers again when the key is trusted again."""
+    import yaml
+
+    policy = tmp_path / "guard.yaml"
+    original = yaml.safe_load(setup.policy.read_text())
+    policy.write_text(yaml.safe_dump(original))
+    proc = start_serve(
+        setup.model_dir,
+        policy,
+        ["--signing-key", str(setup.response_key.private)],
+        tmp_path / "serve.log",
+    )
+    try:
+        assert predict(proc, setup.tokens["carol"]).status_code == 200
+        policy.write_text(yaml.safe_dump({**original, "revoked": ["ci"]}))
+        for path in ("/invocations", "/ping"):
+            if path == "/ping":
+                r = proc.session(None).get(proc.url + path, timeout=10)
+            else:
+                r = predict(proc, setup.tokens["carol"])
+            assert r.status_code == 503, r.text
+            assert r.json()["error_code"] == "MODEL_NOT_TRUSTED"
+            assert "no longer trusted" in r.json()["message"]
+            assert "revoked" in r.json()["message"]
+            assert "predictions" not in r.json()
+            verify_response(r, public_key(setup.response_key))
+        policy.write_text(yaml.safe_dump(original))
+        assert predict(proc, setup.tokens["carol"]).status_code == 200
+    finally:
+        proc.stop()
