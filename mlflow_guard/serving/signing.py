@@ -52,6 +52,13 @@ TAG = "mlflow-guard-serving"
 MODEL_HEADER = "X-Model-Root-Digest"
 REQUEST_DIGEST_HEADER = "X-Request-Content-Digest"
 _REQUEST_DIGEST_NAME = REQUEST_DIGEST_HEADER.lower().encode("ascii")
+_HEADER_NAMES = {
+    b"content-digest": "Content-Digest",
+    MODEL_HEADER.lower().encode("ascii"): MODEL_HEADER,
+    REQUEST_DIGEST_HEADER.lower().encode("ascii"): REQUEST_DIGEST_HEADER,
+    b"signature-input": "Signature-Input",
+    b"signature": "Signature",
+}
 _COMPONENTS: tuple[tuple[str, bool], ...] = (  # (name, from the request: ";req")
     ("@status", False),
     ("content-type", False),
@@ -233,22 +240,22 @@ class ResponseSigner:
         method: str,
         raw_path: str,
     ) -> dict[str, str]:
-        """The digest, model and signature headers to add to one response.
+        """The ``Content-Type``, digest, model and signature headers of one response.
 
         Raises:
             ValueError: a covered value cannot be signed (the caller answers 500 instead).
         """
-        digest, params, signature = self._sign(
-            status, content_type, body, request_body_digest, method, raw_path
+        pairs = self.header_pairs(
+            status=status,
+            content_type=content_type,
+            body=body,
+            request_body_digest=request_body_digest,
+            method=method,
+            raw_path=raw_path,
         )
-        return {
-            "Content-Type": content_type,
-            "Content-Digest": digest,
-            MODEL_HEADER: self.model_header,
-            REQUEST_DIGEST_HEADER: request_body_digest,
-            "Signature-Input": f"{LABEL}={params}",
-            "Signature": f"{LABEL}=:{signature}:",
-        }
+        out = {"Content-Type": content_type}
+        out.update((_HEADER_NAMES[name], value.decode("latin-1")) for name, value in pairs)
+        return out
 
     def header_pairs(
         self,
@@ -260,7 +267,7 @@ class ResponseSigner:
         method: str,
         raw_path: str,
     ) -> list[tuple[bytes, bytes]]:
-        """:meth:`headers_for` as ASGI header pairs, without ``Content-Type`` (already sent).
+        """The signed headers as ASGI pairs, without ``Content-Type`` (sent by the app).
 
         Raises:
             ValueError: a covered value cannot be signed (the caller answers 500 instead).
