@@ -8,7 +8,7 @@ median of ``--rounds`` runs of the real command line (interpreter start-up inclu
 - ``dvc-guard verify --no-cache`` (cold: every byte rehashed with sha256, as pre-push does);
 - ``dvc-guard verify --cache`` (warm: opt-in digest cache, unchanged files not reread);
 
-and, in this process, the listing + hashing phase alone (``hashing.hash_tree``, what the cold
+and, in this process, the listing + hashing phase alone (``tree_hashing.hash_tree``, what the cold
 verify runs per directory output), next to the phase as the CLI reports it (``hash_seconds``:
 measured in the child that hashes while the parent starts up, see ``dvc_hooks.prefetch``).
 
@@ -98,10 +98,10 @@ def sha256_limit(total: int, workers: int) -> Timing:
 
 def hash_phase(ds: Path, workers: int) -> Timing:
     """Listing + hashing of the data directory in this process, as the cold verify does it."""
-    from mlflow_guard.core import hashing
+    from mlflow_guard.core import tree_hashing
 
     c0, t0 = time.process_time(), time.perf_counter()
-    hashing.hash_tree(ds, workers=workers)
+    tree_hashing.hash_tree(ds, workers=workers)
     return Timing(time.perf_counter() - t0, time.process_time() - c0)
 
 
@@ -202,7 +202,8 @@ def main() -> int:
         f"{li.wall:.2f} | {li.cpu:.2f} | {total / li.wall / gb:.2f} GB/s | 100 % |"
     )
     print(
-        f"| listing + hashing (`hashing.hash_tree`, in process) | {ph.wall:.2f} | {ph.cpu:.2f} "
+        f"| listing + hashing (`tree_hashing.hash_tree`, in process) "
+        f"| {ph.wall:.2f} | {ph.cpu:.2f} "
         f"| {total / ph.wall / gb:.2f} GB/s | {paired_phase:.0%} |"
     )
     print(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dvc_hooks import dvcfiles
-from mlflow_guard.core import hashing
+from mlflow_guard.core import hashing, tree_hashing
 from mlflow_guard.core.errors import ManifestMismatch, VerificationError
 
 Reader = Callable[[str], bytes | None]
@@ -56,7 +56,7 @@ def digests(
 ) -> dict[str, tuple[str, int]]:
     """``{file path inside the output: (sha256 hex, size)}`` of the workspace's files of ``out``.
 
-    A directory without a cache takes the one-pass :func:`hashing.hash_tree` (the cold path:
+    A directory without a cache takes the one-pass :func:`tree_hashing.hash_tree` (the cold path:
     no per-file listing stat, no model objects); otherwise the files are listed with their
     stat, which the opt-in cache needs.
 
@@ -70,7 +70,7 @@ def digests(
             p = root / out.path
             if not p.is_dir() or p.is_symlink():
                 raise _missing_dir(out)
-            return {n: (d.hex(), size) for n, size, d in hashing.hash_tree(p, workers=workers)}
+            return {n: (d.hex(), size) for n, size, d in tree_hashing.hash_tree(p, workers=workers)}
         files = entries(root, out)
         found = hashing.hash_entries(files, hashing.Serialization(), workers=workers, cache=cache)
     except VerificationError as e:

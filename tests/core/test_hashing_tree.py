@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from mlflow_guard.core import hashing
+from mlflow_guard.core import hashing, tree_hashing
 from mlflow_guard.core.errors import UnsafePath, UsageError, VerificationError
 
 MIB = 1024 * 1024
@@ -64,7 +64,7 @@ def test_same_as_list_files_and_hash_entries(
 ) -> None:
     monkeypatch.setenv("MLFLOW_GUARD_HASH_MMAP", mmap_on)
     monkeypatch.setattr(hashing, "_BATCH_FILES", batch)
-    got = hashing.hash_tree(tree, workers=workers)
+    got = tree_hashing.hash_tree(tree, workers=workers)
     assert got == _simple(tree)
     for name, size, digest in got:
         data = (tree / name).read_bytes()
@@ -77,24 +77,24 @@ def test_big_file_hands_the_rest_of_its_batch_on(
 ) -> None:
     """With every file 'big', each batch is split file by file between the threads."""
     want = _simple(tree)
-    monkeypatch.setattr(hashing, "_SPLIT_BYTES", 1)
+    monkeypatch.setattr(tree_hashing, "_SPLIT_BYTES", 1)
     seen: list[int] = []
-    real = hashing._parallel
+    real = tree_hashing._parallel
 
-    def spy(jobs: list[hashing._DirJob], work: Callable[..., None], workers: int) -> None:
-        def counted(job: hashing._DirJob, buf: bytearray, queue: object) -> None:
+    def spy(jobs: list[tree_hashing._DirJob], work: Callable[..., None], workers: int) -> None:
+        def counted(job: tree_hashing._DirJob, buf: bytearray, queue: object) -> None:
             seen.append(len(job[3]))
             work(job, buf, queue)
 
         real(jobs, counted, workers)
 
-    monkeypatch.setattr(hashing, "_parallel", spy)
-    assert hashing.hash_tree(tree, workers=3) == want
+    monkeypatch.setattr(tree_hashing, "_parallel", spy)
+    assert tree_hashing.hash_tree(tree, workers=3) == want
     assert len(seen) > 100  # the 150 files of many/ were not hashed as a few batches
 
 
 def test_blake3_same_as_hash_entries(tree: Path) -> None:
-    got = hashing.hash_tree(tree, "blake3", workers=2)
+    got = tree_hashing.hash_tree(tree, "blake3", workers=2)
     files = hashing.list_files(tree)
     want = hashing.hash_entries(files, hashing.Serialization(hash_type="blake3"), workers=2)
     assert [(n, d) for n, _, d in got] == list(want.items())
@@ -106,41 +106,41 @@ def test_root_must_be_a_directory_not_a_link(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
     for bad in ("link", "file", "missing"):
         with pytest.raises(UsageError, match="is not a directory"):
-            hashing.hash_tree(tmp_path / bad)
+            tree_hashing.hash_tree(tmp_path / bad)
     with pytest.raises(UsageError, match="unsupported hash algorithm"):
-        hashing.hash_tree(tmp_path / "d", "md5")  # type: ignore[arg-type]
-    assert hashing.hash_tree(tmp_path / "d") == [("x", 1, hashlib.sha256(b"1").digest())]
+        tree_hashing.hash_tree(tmp_path / "d", "md5")  # type: ignore[arg-type]
+    assert tree_hashing.hash_tree(tmp_path / "d") == [("x", 1, hashlib.sha256(b"1").digest())]
     (tmp_path / "empty" / "sub").mkdir(parents=True)
-    assert hashing.hash_tree(tmp_path / "empty", workers=3) == []
+    assert tree_hashing.hash_tree(tmp_path / "empty", workers=3) == []
 
 
 def test_symlinks_and_special_files_refused_at_listing(tmp_path: Path) -> None:
     _write(tmp_path, {"w": b"1", "sub/x": b"2"})
     (tmp_path / "sub" / "link").symlink_to(tmp_path / "w")
     with pytest.raises(UnsafePath, match="refusing symlink sub/link"):
-        hashing.hash_tree(tmp_path)
+        tree_hashing.hash_tree(tmp_path)
     (tmp_path / "sub" / "link").unlink()
     (tmp_path / "dirlink").symlink_to(tmp_path / "sub", target_is_directory=True)
     with pytest.raises(UnsafePath, match="refusing symlink dirlink"):
-        hashing.hash_tree(tmp_path)
+        tree_hashing.hash_tree(tmp_path)
     (tmp_path / "dirlink").unlink()
     os.mkfifo(tmp_path / "sub" / "pipe")
     with pytest.raises(UnsafePath, match="special file sub/pipe"):
-        hashing.hash_tree(tmp_path)
+        tree_hashing.hash_tree(tmp_path)
 
 
-_REAL_SCAN = hashing._scan
+_REAL_SCAN = tree_hashing._scan
 
 
 def _after_listing(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
-    """Run ``change`` between the listing and the hashing of :func:`hashing.hash_tree`."""
+    """Run ``change`` between the listing and the hashing of :func:`tree_hashing.hash_tree`."""
 
-    def scan_then_change(root: Path) -> list[hashing._DirJob]:
+    def scan_then_change(root: Path) -> list[tree_hashing._DirJob]:
         jobs = _REAL_SCAN(root)
         change()
         return jobs
 
-    monkeypatch.setattr(hashing, "_scan", scan_then_change)
+    monkeypatch.setattr(tree_hashing, "_scan", scan_then_change)
 
 
 def _swap_tree(tmp_path: Path) -> Path:
@@ -159,7 +159,7 @@ def test_file_swapped_for_symlink_or_fifo_after_listing(
 
     _after_listing(monkeypatch, to_link)
     with pytest.raises(UnsafePath, match=r"refusing symlink .*f1"):
-        hashing.hash_tree(root, workers=2)
+        tree_hashing.hash_tree(root, workers=2)
 
     f1.unlink()
     f1.write_bytes(b"back")
@@ -170,14 +170,14 @@ def test_file_swapped_for_symlink_or_fifo_after_listing(
 
     _after_listing(monkeypatch, to_fifo)
     with pytest.raises(UnsafePath, match="f1: not a regular file"):
-        hashing.hash_tree(root, workers=1)
+        tree_hashing.hash_tree(root, workers=1)
 
 
 def test_file_removed_after_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _swap_tree(tmp_path)
     _after_listing(monkeypatch, (root / "s" / "f5").unlink)
     with pytest.raises(VerificationError, match="f5 disappeared"):
-        hashing.hash_tree(root, workers=2)
+        tree_hashing.hash_tree(root, workers=2)
 
 
 def test_directory_swapped_after_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,7 +192,7 @@ def test_directory_swapped_after_listing(tmp_path: Path, monkeypatch: pytest.Mon
 
     _after_listing(monkeypatch, to_copy)
     with pytest.raises(VerificationError, match="s changed between listing and hashing"):
-        hashing.hash_tree(root, workers=2)
+        tree_hashing.hash_tree(root, workers=2)
 
     def to_link() -> None:
         sub.rename(tmp_path / "elsewhere")
@@ -200,7 +200,7 @@ def test_directory_swapped_after_listing(tmp_path: Path, monkeypatch: pytest.Mon
 
     _after_listing(monkeypatch, to_link)
     with pytest.raises(UnsafePath, match=r"refusing symlink .*/s"):
-        hashing.hash_tree(root, workers=2)
+        tree_hashing.hash_tree(root, workers=2)
 
 
 def test_parent_directory_swapped_for_a_link_after_listing(
@@ -217,7 +217,7 @@ def test_parent_directory_swapped_for_a_link_after_listing(
 
     _after_listing(monkeypatch, swap_parent)
     with pytest.raises(VerificationError, match="p/s changed between listing and hashing"):
-        hashing.hash_tree(root)
+        tree_hashing.hash_tree(root)
 
 
 @pytest.mark.parametrize("size", [5000, 2 * MIB])  # one read, and the mmap / chunked path
@@ -243,7 +243,7 @@ def test_file_rewritten_while_hashed(
 
     monkeypatch.setattr(os, "readv", readv_then_tamper)
     with pytest.raises(VerificationError, match=r"w\.bin changed while being hashed"):
-        hashing.hash_tree(root, workers=1)
+        tree_hashing.hash_tree(root, workers=1)
     assert done
 
 
@@ -251,7 +251,7 @@ def test_file_shrunk_while_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     root = _write(tmp_path / "d", {"w.bin": b"x" * 5000})
     monkeypatch.setattr(os, "readv", lambda fd, buffers: 0)
     with pytest.raises(VerificationError, match="file shrank while being hashed"):
-        hashing.hash_tree(root)
+        tree_hashing.hash_tree(root)
 
 
 def test_unreadable_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -267,7 +267,7 @@ def test_unreadable_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(os, "open", deny)
     with pytest.raises(VerificationError, match=r"d/s/f7 is unreadable: Permission denied") as e:
-        hashing.hash_tree(root, workers=2)
+        tree_hashing.hash_tree(root, workers=2)
     assert isinstance(e.value.__cause__, PermissionError)
 
 
@@ -288,7 +288,7 @@ def test_manifest_order_without_sorting_results(
     monkeypatch.setattr(hashing, "_BATCH_FILES", batch)
     names = ["x/y", "x.txt", "x-1/z", "x0", "d/e/f", "d/e-f", "d/e.f", "d/e/g", "d/e0", "Z", "é"]
     root = _write(tmp_path / "d", {n: n.encode() for n in names})
-    got = [n for n, _, _ in hashing.hash_tree(root, workers=3)]
+    got = [n for n, _, _ in tree_hashing.hash_tree(root, workers=3)]
     assert got == [n for n, _, _ in _simple(root)]
     assert got == sorted(names, key=lambda n: PurePosixPath(n).parts)
 
@@ -312,10 +312,10 @@ def test_no_descriptor_left_open_after_an_error(
     monkeypatch.setattr(os, "open", deny)
     monkeypatch.setattr(hashing, "_BATCH_FILES", 2)
     with pytest.raises(VerificationError, match="f3 is unreadable"):
-        hashing.hash_tree(root, workers=2)
+        tree_hashing.hash_tree(root, workers=2)
     monkeypatch.undo()
     (root / "a" / "b" / "d" / "pipe").unlink(missing_ok=True)
     os.mkfifo(root / "a" / "b" / "d" / "pipe")
     with pytest.raises(UnsafePath, match="special file a/b/d/pipe"):
-        hashing.hash_tree(root, workers=2)
+        tree_hashing.hash_tree(root, workers=2)
     assert len(os.listdir("/proc/self/fd")) == before
