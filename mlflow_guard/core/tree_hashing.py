@@ -18,16 +18,18 @@ from pathlib import Path
 
 from mlflow_guard.core import hashing as _hashing
 from mlflow_guard.core.errors import UnsafePath, UsageError, VerificationError
-from mlflow_guard.core.hashing import (
-    _AT_FUNCTIONS,
+from mlflow_guard.core.file_hashing import (
     _OPEN_FLAGS,
     HASH_ALGORITHMS,
     HashAlgorithm,
-    Serialization,
     _changed,
     _hash_fd,
     _mmap_enabled,
     _open_error,
+)
+from mlflow_guard.core.hashing import (
+    _AT_FUNCTIONS,
+    Serialization,
     _parallel,
     default_workers,
     hash_entries,

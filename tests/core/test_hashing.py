@@ -20,7 +20,7 @@ import pytest
 
 from mlflow_guard.cli import run as cli_run
 from mlflow_guard.cli.cmd_verify import Progress
-from mlflow_guard.core import hashing, keys
+from mlflow_guard.core import file_hashing, hashing, keys
 from mlflow_guard.core.errors import UnsafePath, UsageError, VerificationError
 
 MIB = 1024 * 1024
@@ -215,7 +215,7 @@ def test_file_rewritten_while_hashed(
 ) -> None:
     """A write in the middle of hashing (same size) is caught by the fstat after hashing."""
     monkeypatch.setenv("MLFLOW_GUARD_HASH_MMAP", mmap_on)
-    monkeypatch.setattr(hashing, "_WINDOW", MIB)
+    monkeypatch.setattr(file_hashing, "_WINDOW", MIB)
     target = tmp_path / "w.bin"
     target.write_bytes(b"\0" * (3 * MIB))
     files = hashing.list_files(tmp_path)
