@@ -82,7 +82,9 @@ def label_of(payload: Mapping[str, object], label_field: str) -> str | None:
     v = payload.get(label_field)
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, str | int | float):
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):  # a tuple: a ``X | Y`` union is built anew on every call
         return str(v)
     return None
 
