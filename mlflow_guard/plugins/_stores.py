@@ -96,21 +96,19 @@ class GuardRegistryStore(_RegistryStore):
         return self.get_model_version(name, mv.version)
 
     def _drop_copied_guard_tags(self, source: str, tags: Any) -> Any:
-        """Tags without the ``mlflow_guard.*`` ones a copy repeats from its source version."""
-        from mlflow_guard.server.hardening import copy_source
+        """Tags without the ``mlflow_guard.*`` ones a copy repeats from its source version
+        (refused when a value differs from the source's: forged)."""
+        from mlflow_guard.server.hardening import copy_source, split_copied_guard_tags
 
         copied = copy_source(source)
         if copied is None or not tags:
             return tags
         own = dict(super().get_model_version(*copied).tags or {})
-        out = []
-        for t in tags:
-            key = t.key if hasattr(t, "key") else str(t)
-            value = getattr(t, "value", None)
-            if key.startswith(gate.TAG_PREFIX) and key in own and own[key] == value:
-                continue
-            out.append(t)
-        return out
+        kept, forged = split_copied_guard_tags(
+            list(tags), lambda t: (str(getattr(t, "key", t)), getattr(t, "value", None)), own
+        )
+        _refuse_guard_tags(forged)
+        return kept
 
     def set_model_version_tag(self, name: str, version: str, tag: Any) -> None:
         """Refuse ``mlflow_guard.*`` tags; a protected tag key needs the promotion gate."""

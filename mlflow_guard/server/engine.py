@@ -26,6 +26,7 @@ from mlflow_guard.server.hardening import (
     copy_source,
     guard_tag_keys,
     source_run_and_experiment,
+    split_copied_guard_tags,
 )
 from mlflow_guard.server.policy_watch import PolicyWatch
 from mlflow_guard.server.request_view import BadRequest, NotFound, RequestView
@@ -250,19 +251,15 @@ class Guard:
         body = view.body
         if copied is None or not isinstance(body, dict) or not isinstance(body.get("tags"), list):
             return bad
-        src_tags = dict(self.backend.model_version(*copied).tags or {})
-        keep, forged = [], []
-        for t in body["tags"]:
-            key = str(t.get("key", "")) if isinstance(t, dict) else ""
-            if not key.strip().lower().startswith(GUARD_TAG_PREFIX):
-                keep.append(t)
-            elif key in src_tags and src_tags[key] == t.get("value"):
-                continue
-            else:
-                forged.append(key)
+        source = dict(self.backend.model_version(*copied).tags or {})
+
+        def key_value(t: object) -> tuple[str, object]:
+            return (str(t.get("key", "")), t.get("value")) if isinstance(t, dict) else ("", None)
+
+        kept, forged = split_copied_guard_tags(body["tags"], key_value, source)
         if forged:
             return forged
-        body["tags"] = keep
+        body["tags"] = kept
         return []
 
     def _model_version_create(

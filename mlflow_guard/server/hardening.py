@@ -7,7 +7,8 @@ saying what was wrong and what is accepted; nothing malformed is passed on to ML
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
 
 from mlflow_guard.server.request_view import BadRequest
@@ -58,6 +59,29 @@ def copy_source(source: str) -> tuple[str, str] | None:
     if not name or name in (".", "..") or "%" in name or name != name.strip():
         return None
     return name, version
+
+
+_T = TypeVar("_T")
+
+
+def split_copied_guard_tags(
+    tags: Sequence[_T], key_value: Callable[[_T], tuple[str, object]], source: Mapping[str, str]
+) -> tuple[list[_T], list[str]]:
+    """A copy's tags without the server-only ones it repeats from its source version.
+
+    ``copy_model_version`` sends every tag of the source. Returns ``(kept, forged)``: ``kept``
+    are the tags outside the ``mlflow_guard.`` namespace (the server writes its own for the new
+    version); ``forged`` are the server-only keys whose value is not the source's own.
+    """
+    kept: list[_T] = []
+    forged: list[str] = []
+    for t in tags:
+        key, value = key_value(t)
+        if not key.strip().lower().startswith(GUARD_TAG_PREFIX):
+            kept.append(t)
+        elif source.get(key) != value:
+            forged.append(key)
+    return kept, forged
 
 
 def source_run_and_experiment(source: str) -> tuple[str | None, str | None, str | None]:

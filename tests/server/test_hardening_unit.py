@@ -11,6 +11,7 @@ from mlflow_guard.server.hardening import (
     copy_source,
     guard_tag_keys,
     source_run_and_experiment,
+    split_copied_guard_tags,
 )
 from mlflow_guard.server.request_view import BadRequest, RequestView, parse_json_body
 
@@ -101,3 +102,17 @@ def test_copy_source_accepts_only_name_and_decimal_version(
     source: str, expected: tuple[str, str] | None
 ) -> None:
     assert copy_source(source) == expected
+
+
+def test_split_copied_guard_tags_keeps_plain_tags_and_names_forged_ones() -> None:
+    source = {"mlflow_guard.user": "alice", "mlflow_guard.root_sha256": "ab" * 32, "team": "x"}
+    tags = [
+        ("team", "x"),
+        ("mlflow_guard.user", "alice"),  # repeated from the source: dropped
+        ("mlflow_guard.root_sha256", "00" * 32),  # differs: forged
+        ("MLFLOW_GUARD.approved", "yes"),  # not on the source (any case): forged
+        ("note", "copied"),
+    ]
+    kept, forged = split_copied_guard_tags(tags, lambda t: t, source)
+    assert kept == [("team", "x"), ("note", "copied")]
+    assert forged == ["mlflow_guard.root_sha256", "MLFLOW_GUARD.approved"]
