@@ -17,16 +17,7 @@ import pytest
 
 from mlflow_guard.core import hashing, tree_hashing
 from mlflow_guard.core.errors import UnsafePath, UsageError, VerificationError
-
-MIB = 1024 * 1024
-
-
-def _write(root: Path, files: dict[str, bytes]) -> Path:
-    for name, data in files.items():
-        p = root / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return root
+from tests.core.test_hashing import MIB, _write
 
 
 @pytest.fixture(scope="module")
