@@ -70,7 +70,7 @@ def test_big_file_hands_the_rest_of_its_batch_on(
     want = _simple(tree)
     monkeypatch.setattr(tree_hashing, "_SPLIT_BYTES", 1)
     seen: list[int] = []
-    real = tree_hashing._parallel
+    real = hashing._parallel
 
     def spy(jobs: list[tree_hashing._DirJob], work: Callable[..., None], workers: int) -> None:
         def counted(job: tree_hashing._DirJob, buf: bytearray, queue: object) -> None:
