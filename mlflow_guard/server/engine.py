@@ -103,6 +103,11 @@ class Guard:
             return Verdict(
                 503, f"{e.summary}. Next step: {e.hint}", list(e.details), request_id=rid
             )
+        except Exception as e:  # fail closed: check() never raises
+            _log.exception("guard: checking the policy files failed")
+            return Verdict(
+                503, f"guard cannot check its policy: {type(e).__name__}", request_id=rid
+            )
         spec = spec_for(view.endpoint)
         if spec is not None and spec.resolver == "public":
             return Verdict(0, request_id=rid)

@@ -102,7 +102,7 @@ class PolicyWatch:
             try:
                 policy = load_policy(self._path)
                 trust = TrustStore.from_policy(policy)
-            except (GuardError, OSError, ValueError) as e:
+            except Exception as e:  # whatever stops the files from loading refuses requests
                 summary = e.summary if isinstance(e, GuardError) else str(e)
                 err = PolicyError(
                     "the policy changed and no longer loads; every request is refused until it "

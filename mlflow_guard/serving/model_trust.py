@@ -60,6 +60,8 @@ class ModelKeyWatch:
             self._watch.refresh()
         except PolicyError as e:
             return f"{e.summary}. Next step: {e.hint}"
+        except Exception as e:  # fail closed: an unexpected error stops serving too
+            return f"cannot check the policy: {type(e).__name__}: {e}"
         now = self._monotonic()
         gen = self._watch.generation
         checked = self._checked

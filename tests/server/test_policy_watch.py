@@ -168,3 +168,13 @@ def test_live_server_applies_policy_edits_without_restart(tmp_path: Path) -> Non
         assert not exists("alice-broken")
     finally:
         server.stop()
+
+
+def test_a_key_file_that_is_not_a_key_refuses(policy_file: tuple[Path, keys.Signer]) -> None:
+    path, _ = policy_file
+    watch = PolicyWatch(load_policy(path), path)
+    (path.parent / "ci.pub").write_bytes(b"-----BEGIN PUBLIC KEY-----\nnot a key\n")
+    with pytest.raises(PolicyError) as e:
+        watch.refresh()
+    assert "no longer loads" in e.value.summary
+    assert "ci.pub" in e.value.diagnostics()
