@@ -210,7 +210,7 @@ def parse_record(line: bytes | str) -> Record:
         raise MalformedRecord(f"not valid JSON: not UTF-8 ({e.reason} at byte {e.start})") from e
     # JSON whitespace only (str.strip() would also drop characters JSON does not allow), and a
     # UTF-8 byte order mark, which RFC 8259 lets a parser ignore.
-    text = text.strip(_JSON_WS).removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff").strip(_JSON_WS)
     plain = True
     try:
         try:

@@ -242,5 +242,6 @@ def test_utf8_bom_is_ignored_and_other_encodings_are_malformed() -> None:
         }
     )
     assert fr.parse_record(b"\xef\xbb\xbf" + line.encode()).id == "r1"
+    assert fr.parse_record(b"\xef\xbb\xbf  " + line.encode() + b" \r").id == "r1"
     with pytest.raises(fr.MalformedRecord, match="not UTF-8"):
         fr.parse_record(line.encode("utf-16"))
