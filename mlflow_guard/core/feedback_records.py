@@ -248,7 +248,7 @@ def parse_record(line: bytes | str) -> Record:
     if not isinstance(sig, dict) or not _SIG_REQUIRED <= sig.keys() <= _SIG_FIELDS:
         raise MalformedRecord("signature must be an object with 'alg', 'sig' and optional 'keyid'")
     alg, keyid = sig["alg"], sig.get("keyid", "")
-    if alg not in ALGORITHMS:
+    if not isinstance(alg, str) or alg not in ALGORITHMS:  # an object or array is unhashable
         raise MalformedRecord(f"signature.alg must be one of {sorted(ALGORITHMS)}, got {alg!r}")
     if not isinstance(keyid, str):
         raise MalformedRecord("signature.keyid must be a string")

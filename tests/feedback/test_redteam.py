@@ -1,0 +1,54 @@
+"""Hostile feedback batches: whatever a line holds, the batch is judged line by line.
+
+Each bad line is quarantined byte-for-byte with its reason and the good lines still go in; no
+line may crash the ingestion (that would drop the whole batch) or vanish silently.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from mlflow_guard.cli import run
+from tests.feedback.conftest import Env
+
+
+def _ingest(
+    env: Env, lines: list[bytes], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, dict[str, object], str]:
+    """``mlflow-guard feedback ingest`` of ``lines`` (one batch file); (rc, JSON out, stderr)."""
+    batch = env.root / "in.jsonl"
+    batch.write_bytes(b"\n".join(lines) + b"\n")
+    rc = run(["feedback", "ingest", str(batch), "--into", str(env.into),
+              "--policy", str(env.policy_path), "--db", env.db, "--json"])  # fmt: skip
+    out, err = capsys.readouterr()
+    return rc, json.loads(out) if out.strip().startswith("{") else {}, err
+
+
+def _dataset(env: Env) -> bytes:
+    return env.into.read_bytes() if env.into.exists() else b""
+
+
+def _good(env: Env) -> bytes:
+    return env.line(env.checkout, "ok", ts=time.time())
+
+
+@pytest.mark.parametrize("alg", [{}, [], ["ed25519"]])
+def test_signature_alg_of_the_wrong_type_is_quarantined_not_a_crash(
+    env: Env, capsys: pytest.CaptureFixture[str], alg: object
+) -> None:
+    good = _good(env)
+    rec = json.loads(good)
+    rec["id"] = "other-id"
+    rec["signature"]["alg"] = alg
+    bad = json.dumps(rec).encode()
+    rc, out, err = _ingest(env, [good, bad], capsys)
+    assert rc == 1, err
+    assert out["accepted"] == 1
+    (rej,) = out["rejections"]  # type: ignore[misc]
+    assert (rej["line"], rej["reason"]) == (2, "malformed")
+    assert "signature.alg must be one of" in rej["message"]
+    assert _dataset(env) == good + b"\n"
+    assert [e.raw for e in env.qfile.entries()] == [bad]
