@@ -118,6 +118,8 @@ def canonical_bytes(obj: Any) -> bytes:
         out: bytes = rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
         raise MalformedRecord(f"not canonicalizable as RFC 8785 JSON: {e}") from e
+    except RecursionError as e:  # the encoder recurses; the C decoder may have gone deeper
+        raise MalformedRecord("not canonicalizable as RFC 8785 JSON: nested too deeply") from e
     return out
 
 
@@ -155,9 +157,13 @@ def _canonical_plain_text(obj: Any) -> str | None:
     """JCS text of a tree parsed with the plain-number hooks, or ``None`` if it needs ``rfc8785``.
 
     ``None`` when the text holds a character beyond the BMP: JCS sorts keys by UTF-16 code
-    units, Python by code points, and the two orders differ only there.
+    units, Python by code points, and the two orders differ only there. ``None`` too when the
+    tree is nested too deeply to encode (the general encoder then refuses it).
     """
-    text = _PLAIN_ENCODER.encode(obj)
+    try:
+        text = _PLAIN_ENCODER.encode(obj)
+    except RecursionError:
+        return None
     if not text.isascii() and _BEYOND_BMP.search(text):
         return None
     return text

@@ -52,3 +52,30 @@ def test_signature_alg_of_the_wrong_type_is_quarantined_not_a_crash(
     assert "signature.alg must be one of" in rej["message"]
     assert _dataset(env) == good + b"\n"
     assert [e.raw for e in env.qfile.entries()] == [bad]
+
+
+def test_deeply_nested_payloads_are_quarantined_not_a_crash(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nesting near the interpreter's recursion limit: the JSON decoder may accept a depth
+    the RFC 8785 encoder (recursive Python) cannot canonicalize. A range of depths crosses
+    that boundary wherever this test's stack starts; ``1e300`` forces the general encoder."""
+    good = _good(env)
+    now = int(time.time())
+    bad = [
+        (
+            f'{{"id":"deep-{d}","source":"checkout","timestamp":{now},'
+            f'"payload":{{"x":{"[" * d}1e300{"]" * d}}},'
+            '"signature":{"alg":"ed25519","sig":"AA=="}}'
+        ).encode()
+        for d in range(700, 1000)
+    ]
+    rc, out, err = _ingest(env, [good, *bad], capsys)
+    assert rc == 1, err
+    assert out["accepted"] == 1
+    rejections = out["rejections"]
+    assert isinstance(rejections, list)
+    assert len(rejections) == len(bad)
+    assert {r["reason"] for r in rejections} <= {"malformed", "bad-signature"}
+    assert _dataset(env) == good + b"\n"
+    assert [e.raw for e in env.qfile.entries()] == bad
