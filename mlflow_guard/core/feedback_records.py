@@ -37,8 +37,8 @@ ALG_ECDSA_P256: Final = "ecdsa-p256"
 ALG_HMAC: Final = "hmac-sha256"
 ALGORITHMS: Final = frozenset({ALG_ED25519, ALG_ECDSA_P256, ALG_HMAC})
 
-_ID = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")
-_SOURCE = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
+_ID = re.compile(r"[A-Za-z0-9_:-]{1,128}")  # fullmatch: "$" also matches before a "\n"
+_SOURCE = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
 _FIELDS = frozenset({"id", "source", "timestamp", "payload", "signature"})
 _SIG_REQUIRED = frozenset({"alg", "sig"})
 _SIG_FIELDS = frozenset({"alg", "sig", "keyid"})
@@ -243,9 +243,9 @@ def parse_record(line: bytes | str) -> Record:
         data["payload"],
         data["signature"],
     )
-    if not isinstance(rid, str) or not _ID.match(rid):
+    if not isinstance(rid, str) or not _ID.fullmatch(rid):
         raise MalformedRecord("id must be 1-128 characters of [A-Za-z0-9_:-]")
-    if not isinstance(source, str) or not _SOURCE.match(source):
+    if not isinstance(source, str) or not _SOURCE.fullmatch(source):
         raise MalformedRecord("source must be 1-128 characters of [A-Za-z0-9_.@-]")
     if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= _MAX_TS:
         raise MalformedRecord("timestamp must be integer Unix seconds")

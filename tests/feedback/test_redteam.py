@@ -79,3 +79,28 @@ def test_deeply_nested_payloads_are_quarantined_not_a_crash(
     assert {r["reason"] for r in rejections} <= {"malformed", "bad-signature"}
     assert _dataset(env) == good + b"\n"
     assert [e.raw for e in env.qfile.entries()] == bad
+
+
+@pytest.mark.parametrize(
+    ("field", "fragment"), [("id", "id must be"), ("source", "source must be")]
+)
+def test_id_or_source_with_a_trailing_newline_is_malformed(
+    env: Env, capsys: pytest.CaptureFixture[str], field: str, fragment: str
+) -> None:
+    """``$`` in a regex also matches before a final newline: ``"abc\\n"`` passed as an id, and
+    the fast canonical form then embedded a raw newline (not RFC 8785)."""
+    from mlflow_guard.feedback import FeedbackSigner
+
+    good = _good(env)
+    source = "checkout\n" if field == "source" else "checkout"
+    rid = "abc\n" if field == "id" else "abc"
+    rec = FeedbackSigner(source, env.kp.ed).sign({"label": "x"}, record_id=rid)
+    bad = json.dumps(rec).encode()
+    rc, out, err = _ingest(env, [good, bad], capsys)
+    assert rc == 1, err
+    assert out["accepted"] == 1
+    (rej,) = out["rejections"]  # type: ignore[misc]
+    assert (rej["line"], rej["reason"]) == (2, "malformed")
+    assert fragment in rej["message"]
+    assert _dataset(env) == good + b"\n"
+    assert [e.raw for e in env.qfile.entries()] == [bad]
