@@ -41,12 +41,13 @@ def register(p: argparse.ArgumentParser) -> None:
 def check_file(path: Path, checker: object) -> list[str]:
     """Problems of one feedback file, each ``path:line: reason: message``."""
     from mlflow_guard.core.feedback import RecordChecker, Rejection
+    from mlflow_guard.core.feedback_records import is_blank
 
     assert isinstance(checker, RecordChecker)
     problems: list[str] = []
     first_line: dict[tuple[str, str], int] = {}
     for n, raw in enumerate(path.read_bytes().split(b"\n"), 1):
-        if not raw.strip():
+        if is_blank(raw):
             continue
         out = checker.check(raw, 0.0, check_freshness=False)
         if isinstance(out, Rejection):

@@ -195,6 +195,18 @@ def _b64(value: object, what: str) -> bytes:
 
 
 _JSON_WS = " \t\n\r"
+_JSON_WS_BYTES = _JSON_WS.encode("ascii")
+
+
+def is_blank(line: bytes) -> bool:
+    """Whether a JSONL line holds only JSON whitespace (skipped; anything else is a record).
+
+    ``bytes.strip()`` would also drop form feeds and vertical tabs, and such a line would be
+    neither accepted nor quarantined.
+    """
+    return not line.strip(_JSON_WS_BYTES)
+
+
 _PLAIN_DECODER = json.JSONDecoder(
     object_pairs_hook=_pairs,
     parse_constant=_no_constant,

@@ -82,7 +82,7 @@ class BatchResult:
 
 def split_lines(data: bytes) -> list[tuple[int, bytes]]:
     """JSONL bytes → ``(line number, raw line)``, blank lines skipped, newline removed."""
-    return [(n, line) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
+    return [(n, line) for n, line in enumerate(data.split(b"\n"), 1) if not fr.is_blank(line)]
 
 
 class Ingestor:

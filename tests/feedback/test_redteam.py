@@ -7,6 +7,7 @@ line may crash the ingestion (that would drop the whole batch) or vanish silentl
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -104,3 +105,30 @@ def test_id_or_source_with_a_trailing_newline_is_malformed(
     assert fragment in rej["message"]
     assert _dataset(env) == good + b"\n"
     assert [e.raw for e in env.qfile.entries()] == [bad]
+
+
+def test_lines_of_non_json_whitespace_are_quarantined_not_skipped(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only JSON whitespace (space, tab, CR) makes a line blank; ``bytes.strip`` also dropped
+    form feeds and vertical tabs, so such a line was neither accepted nor quarantined."""
+    from dvc_hooks.cli import main as dvc_guard
+
+    good = _good(env)
+    rc, out, err = _ingest(env, [good, b"\x0c", b" \x0b\t", b"", b" \t\r"], capsys)
+    assert rc == 1, err
+    assert out["accepted"] == 1
+    assert [(r["line"], r["reason"]) for r in out["rejections"]] == [  # type: ignore[union-attr]
+        (2, "malformed"),
+        (3, "malformed"),
+    ]
+    assert _dataset(env) == good + b"\n"
+    assert [e.raw for e in env.qfile.entries()] == [b"\x0c", b" \x0b\t"]
+
+    # the feedback-check hook names such a line in a stored dataset too
+    env.into.write_bytes(good + b"\n\x0c\n\n")
+    args = ["feedback-check", "data/feedback.jsonl", "--repo", str(env.root),
+            "--policy", str(env.policy_path)]  # fmt: skip
+    subprocess.run(["git", "init", "-q", str(env.root)], check=True)
+    assert dvc_guard(args) == 1
+    assert "data/feedback.jsonl:2: malformed" in capsys.readouterr().err
