@@ -169,11 +169,15 @@ def run(view: RequestView, be: Backend) -> list[Resource]:
 
 
 def run_ids(view: RequestView, be: Backend) -> list[Resource]:
-    """``run_ids`` or repeated ``run_id`` → their experiments."""
-    ids = view.param_list("run_ids") or view.param_list("run_id")
+    """Every id in ``run_ids`` *and* repeated ``run_id`` → their experiments.
+
+    Both are checked: the bulk-interval handler reads ``run_ids``, the bulk handler ``run_id``,
+    so checking only one of them would let the other name any run.
+    """
+    ids = view.param_list("run_ids") + view.param_list("run_id")
     if not ids:
         raise BadRequest("missing required parameter 'run_ids'")
-    return list(dict.fromkeys(be.run_experiment(i) for i in ids))
+    return list(dict.fromkeys(be.run_experiment(i) for i in dict.fromkeys(ids)))
 
 
 def run_or_logged_model(view: RequestView, be: Backend) -> list[Resource]:
