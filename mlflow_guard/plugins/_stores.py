@@ -85,6 +85,7 @@ class GuardRegistryStore(_RegistryStore):
         elif len(args) > 1:
             args = (args[0], tags, *args[2:])
         _refuse_guard_tags(tags)
+        self._refuse_protected_tags(name, tags, "version")
         result = self._gate(source)
         if not result.allowed:
             raise _deny(f"registration of a version of '{name}' denied", result.reasons)
@@ -109,6 +110,34 @@ class GuardRegistryStore(_RegistryStore):
         )
         _refuse_guard_tags(forged)
         return kept
+
+    def create_registered_model(
+        self, name: str, tags: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Refuse ``mlflow_guard.*`` tags and protected tag keys at creation."""
+        _refuse_guard_tags(tags)
+        self._refuse_protected_tags(name, tags, "registered model")
+        return super().create_registered_model(name, tags, *args, **kwargs)
+
+    def _refuse_protected_tags(self, name: str, tags: Any, what: str) -> None:
+        """A protected tag is only ever set by a promotion, never carried in by a creation
+        (a copy of a promoted version included)."""
+        from mlflow_guard.core.approvals import protected_rule
+
+        targets = [Target("tag", str(getattr(t, "key", t))) for t in tags or []]
+        if not targets:
+            return
+        policy, _ = self._policy_trust()
+        hit = [t for t in targets if protected_rule(policy.registry.protected, t)]
+        if hit:
+            raise _deny(
+                f"refused to create a {what} of '{name}' carrying protected "
+                f"{', '.join(map(str, hit))}",
+                [
+                    "request a promotion instead: create it without the tag, then set the tag "
+                    "with enough signed approvals (`mlflow-guard approve ... --out FILE`)"
+                ],
+            )
 
     def set_model_version_tag(self, name: str, version: str, tag: Any) -> None:
         """Refuse ``mlflow_guard.*`` tags; a protected tag key needs the promotion gate."""
