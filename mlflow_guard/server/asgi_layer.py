@@ -54,6 +54,20 @@ def set_nodelay_on_listeners() -> int:
     return count
 
 
+def merged_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI headers as a dict; a repeated header's values joined with ``", "``.
+
+    Handlers read the *first* value (Starlette) while a plain dict keeps the last: joining them
+    (as the WSGI bridge does for Flask) means guard never checks a different value than the one
+    used, and a joined identifier or credential no longer parses, so it is refused.
+    """
+    out: dict[str, str] = {}
+    for k, v in raw:
+        name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+        out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
 def native_routes(fastapi_app: Any) -> list[Any]:
     """Route contexts of the FastAPI app, in matching order, excluding the Flask mount."""
     out: list[Any] = []
@@ -110,9 +124,7 @@ class GuardASGI:
                     k: v
                     for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()
                 },
-                headers={
-                    k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-                },
+                headers=merged_headers(scope["headers"]),
             )
             verdict = await anyio.to_thread.run_sync(self.guard.check, view)
             if not verdict.allowed:

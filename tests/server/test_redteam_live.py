@@ -136,6 +136,25 @@ def test_metric_history_bulk_checks_every_run_id(server: Server, world: dict[str
     assert "0.97" not in r.text
 
 
+def test_otlp_duplicate_experiment_header_is_refused(server: Server, world: dict[str, str]) -> None:
+    """MLflow reads the first ``X-Mlflow-Experiment-Id``; guard used to check the last one."""
+    before = traces_in(server)
+    status, body = raw(
+        server,
+        "POST /v1/traces",
+        [
+            ("Authorization", basic(ALICE)),
+            ("Content-Type", "application/x-protobuf"),
+            ("X-Mlflow-Experiment-Id", world["secret_exp"]),
+            ("X-Mlflow-Experiment-Id", world["own_exp"]),
+        ],
+        otlp_body(),
+    )
+    assert status == 400, body
+    assert b"experiment id must be a decimal number" in body
+    assert traces_in(server) == before
+
+
 # -- attacks that were already refused (not covered elsewhere) ---------------------------------
 
 
