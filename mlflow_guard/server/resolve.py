@@ -221,11 +221,16 @@ def trace_create(view: RequestView, be: Backend) -> list[Resource]:
 
 
 def otel(view: RequestView, be: Backend) -> list[Resource]:
-    """OTLP export: the experiment named by the ``x-mlflow-experiment-id`` header."""
+    """OTLP export: the experiment named by ``X-Mlflow-Experiment-Id`` and, when the
+    ``X-Mlflow-Run-Id`` header is present, the experiment of that run (MLflow links the
+    exported traces to it)."""
     exp = view.headers.get("x-mlflow-experiment-id")
     if not exp:
         raise BadRequest("missing header X-Mlflow-Experiment-Id (names the experiment to log to)")
-    return [be.experiment(exp)]
+    out = [be.experiment(exp)]
+    if run_id := view.headers.get("x-mlflow-run-id"):
+        out.append(be.run_experiment(run_id))
+    return list(dict.fromkeys(out))
 
 
 def artifact_path(view: RequestView, be: Backend) -> list[Resource]:

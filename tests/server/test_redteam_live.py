@@ -155,6 +155,26 @@ def test_otlp_duplicate_experiment_header_is_refused(server: Server, world: dict
     assert traces_in(server) == before
 
 
+def test_otlp_run_link_needs_log_on_the_run(server: Server, world: dict[str, str]) -> None:
+    """``X-Mlflow-Run-Id`` links the exported traces to that run: guard must check it too."""
+    before, links = traces_in(server), trace_links(server)
+    status, body = raw(
+        server,
+        "POST /v1/traces",
+        [
+            ("Authorization", basic(ALICE)),
+            ("Content-Type", "application/x-protobuf"),
+            ("X-Mlflow-Experiment-Id", world["own_exp"]),
+            ("X-Mlflow-Run-Id", world["secret_run"]),
+        ],
+        otlp_body(),
+    )
+    assert status == 403, body
+    assert b"alice may not log on experiment 'rt-secret'" in body
+    assert traces_in(server) == before
+    assert trace_links(server) == links
+
+
 # -- attacks that were already refused (not covered elsewhere) ---------------------------------
 
 
