@@ -31,7 +31,7 @@ def _deny(summary: str, reasons: list[str]) -> MlflowException:
 def _refuse_guard_tags(tags: Any) -> None:
     for t in tags or []:
         key = t.key if hasattr(t, "key") else str(t)
-        if key.startswith(gate.TAG_PREFIX):
+        if key.strip().lower().startswith(gate.TAG_PREFIX):  # as the server: any case
             raise _deny(
                 "tag refused", [f"{key}: tags under {gate.TAG_PREFIX} are written by guard"]
             )

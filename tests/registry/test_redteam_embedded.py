@@ -125,3 +125,21 @@ def test_copy_of_a_released_version_does_not_carry_the_protected_tag(emb: Embedd
     with pytest.raises(MlflowException, match=r"protected tag:release"):
         emb.client.copy_model_version("models:/rt-copy-src/1", "rt-copy-dst")
     assert _versions(emb.client, "rt-copy-dst") == {}
+
+
+def test_server_only_tags_refused_in_any_case(emb: Embedded) -> None:
+    from mlflow.exceptions import MlflowException
+
+    run_id, model_uri, _ = log_sklearn("rt-case")
+    before = _versions(emb.client, "rt-case")
+    for key in ("MLFLOW_GUARD.root_sha256", "Mlflow_Guard.signer"):
+        with pytest.raises(MlflowException, match=r"are written by guard"):
+            emb.client.create_model_version("rt-case", model_uri, run_id=run_id, tags={key: "x"})
+        with pytest.raises(MlflowException, match=r"are written by guard"):
+            emb.client.set_model_version_tag("rt-case", "1", key, "x")
+        with pytest.raises(MlflowException, match=r"are written by guard"):
+            emb.client.set_tag(run_id, key, "x")
+    assert _versions(emb.client, "rt-case") == before
+    assert not any(
+        k.lower().startswith("mlflow_guard") for k in emb.client.get_run(run_id).data.tags
+    )
