@@ -17,6 +17,7 @@ import configparser
 import hashlib
 import json
 import posixpath
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,15 @@ def sidecar_for(dvc_file: str) -> str:
     return dvc_file + SIDECAR_SUFFIX
 
 
+_SHOW = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHOW.maxlevel, _SHOW.maxstring, _SHOW.maxother = 2, 60, 60
+
+
+def _show(value: Any) -> str:
+    """A short ``repr`` for messages: YAML aliases make values that expand exponentially."""
+    return _SHOW.repr(value)
+
+
 def _load_yaml(dvc_file: str, data: bytes) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
@@ -79,7 +89,7 @@ def _out(dvc_file: str, where: str, base: str, entry: Any) -> DvcOut:
     if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         raise DvcFileError(
             f"{dvc_file}: {where}: expected a mapping with a 'path'",
-            details=[f"actual: {entry!r}"[:200]],
+            details=[f"actual: {_show(entry)}"],
             hint="restore the file from git or regenerate it with DVC",
         )
     raw = entry["path"]
@@ -95,7 +105,7 @@ def _out(dvc_file: str, where: str, base: str, entry: Any) -> DvcOut:
     if not isinstance(md5, str) or len(md5.removesuffix(".dir")) != 32:
         raise DvcFileError(
             f"{dvc_file}: {where} ({raw}): no valid md5 recorded",
-            details=[f"actual md5: {md5!r}"],
+            details=[f"actual md5: {_show(md5)}"],
             hint="run `dvc commit` (or `dvc add`) so DVC records the output's hash",
         )
     if not set(md5.removesuffix(".dir")) <= _MD5_HEX:
@@ -108,13 +118,13 @@ def _out(dvc_file: str, where: str, base: str, entry: Any) -> DvcOut:
         kind = "md5-dos2unix"
     else:
         raise DvcFileError(
-            f"{dvc_file}: {where} ({raw}): unsupported hash kind {raw_kind!r}",
+            f"{dvc_file}: {where} ({raw}): unsupported hash kind {_show(raw_kind)}",
             hint="expected 'md5' (DVC 3) or no 'hash' key (legacy md5-dos2unix)",
         )
     size, nfiles = entry.get("size"), entry.get("nfiles")
     for name, val in (("size", size), ("nfiles", nfiles)):
         if val is not None and (not isinstance(val, int) or isinstance(val, bool) or val < 0):
-            raise DvcFileError(f"{dvc_file}: {where} ({raw}): {name} {val!r} is not a count")
+            raise DvcFileError(f"{dvc_file}: {where} ({raw}): {name} {_show(val)} is not a count")
     return DvcOut(dvc_file, path, md5, kind, size, nfiles)
 
 
@@ -133,16 +143,21 @@ def parse(dvc_file: str, data: bytes) -> list[DvcOut]:
             hint="restore it from git or regenerate it with DVC",
         )
     if posixpath.basename(dvc_file) == "dvc.lock":
-        if str(doc.get("schema")) != "2.0" or not isinstance(doc.get("stages", {}), dict):
+        schema = doc.get("schema")
+        if (
+            not isinstance(schema, str | float)
+            or str(schema) != "2.0"
+            or not isinstance(doc.get("stages", {}), dict)
+        ):
             raise DvcFileError(
                 f"{dvc_file}: unsupported dvc.lock format (expected schema '2.0' with 'stages')",
-                details=[f"actual schema: {doc.get('schema')!r}"],
+                details=[f"actual schema: {_show(schema)}"],
                 hint="regenerate it with DVC 3 (`dvc repro`)",
             )
         outs: list[DvcOut] = []
         for stage, body in (doc.get("stages") or {}).items():
             if not isinstance(body, dict) or not isinstance(body.get("outs", []), list):
-                raise DvcFileError(f"{dvc_file}: stage {stage!r} is not a mapping with 'outs'")
+                raise DvcFileError(f"{dvc_file}: stage {_show(stage)} is not a mapping with 'outs'")
             for i, e in enumerate(body.get("outs") or []):
                 outs.append(_out(dvc_file, f"stages.{stage}.outs[{i}]", base, e))
         return outs
