@@ -188,6 +188,19 @@ def run_or_logged_model(view: RequestView, be: Backend) -> list[Resource]:
     return [be.run_experiment(rid)] if rid else [be.logged_model_experiment(str(mid))]
 
 
+def logged_model_create(view: RequestView, be: Backend) -> list[Resource]:
+    """``experiment_id`` of a new logged model and, when given, its ``source_run_id``'s.
+
+    The source run becomes the ``run_id`` of every model version registered from the logged
+    model (the run whose metrics and author the promotion gates read), so naming it is a write
+    into that run's experiment.
+    """
+    out = experiment_id(view, be)
+    if source := view.param("source_run_id"):
+        out.append(be.run_experiment(source))
+    return list(dict.fromkeys(out))
+
+
 def logged_model(view: RequestView, be: Backend) -> list[Resource]:
     """Path parameter ``model_id`` → experiment."""
     mid = view.view_args.get("model_id")
@@ -259,6 +272,7 @@ RESOLVERS: dict[str, Callable[[RequestView, Backend], list[Resource]]] = {
         run,
         run_ids,
         run_or_logged_model,
+        logged_model_create,
         logged_model,
         model_name,
         model_rename,

@@ -87,7 +87,7 @@ CORE: dict[str, RouteSpec] = {
     "serve_upload_artifact": _s(L, "run"),
     "serve_search_datasets": _s(R, "experiment_ids"),
     # Logged models
-    "_create_logged_model": _s(L, "experiment_id"),
+    "_create_logged_model": _s(L, "logged_model_create"),
     "_finalize_logged_model": _s(L, "logged_model"),
     "_get_logged_model": _s(R, "logged_model"),
     "_delete_logged_model": _s(L, "logged_model"),

@@ -175,6 +175,27 @@ def test_otlp_run_link_needs_log_on_the_run(server: Server, world: dict[str, str
     assert trace_links(server) == links
 
 
+def test_logged_model_source_run_needs_log_on_that_run(
+    server: Server, world: dict[str, str]
+) -> None:
+    """A logged model's ``source_run_id`` becomes the model version's ``run_id`` (the run whose
+    metrics and author the promotion gates read): it may not name someone else's run."""
+    body = {"experiment_id": world["own_exp"], "name": "m", "source_run_id": world["secret_run"]}
+    r = call(server, "POST", "/api/2.0/mlflow/logged-models", ALICE, json=body)
+    assert r.status_code == 403, r.text
+    assert "alice may not log on experiment 'rt-secret'" in r.json()["message"]
+    r = call(
+        server,
+        "POST",
+        "/api/2.0/mlflow/logged-models/search",
+        ADMIN,
+        json={"experiment_ids": [world["own_exp"]]},
+    )
+    assert r.status_code == 200, r.text
+    sources = [m["info"].get("source_run_id") for m in r.json().get("models", [])]
+    assert world["secret_run"] not in sources
+
+
 # -- attacks that were already refused (not covered elsewhere) ---------------------------------
 
 
