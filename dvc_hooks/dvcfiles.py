@@ -73,10 +73,37 @@ def _show(value: Any) -> str:
     return _SHOW.repr(value)
 
 
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe loader (C if built) that refuses a key repeated in one mapping, as DVC does."""
+
+
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        try:
+            first = seen.setdefault(key, key_node)
+        except TypeError:  # an unhashable key: construct_mapping says so
+            break
+        if first is not key_node:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {_show(key)} (DVC refuses a repeated key)",
+                key_node.start_mark,
+            )
+    out: dict[Any, Any] = loader.construct_mapping(node)
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def _load_yaml(dvc_file: str, data: bytes) -> Any:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader
+        return yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as e:
         raise DvcFileError(
             f"{dvc_file} is not valid YAML",

@@ -6,6 +6,7 @@ file and field, and leave every file as it was.
 
 from __future__ import annotations
 
+import hashlib
 import resource
 import subprocess
 from pathlib import Path
@@ -75,3 +76,22 @@ def test_yaml_alias_bomb_is_refused_quickly(
     assert fragment in proc.stderr
     assert len(proc.stderr) < 4000
     assert tree_state(git_repo) == before
+
+
+def test_duplicate_yaml_key_is_refused_like_dvc_does(git_repo: Path, dataset_keys: Keys) -> None:
+    """DVC itself refuses a repeated key; PyYAML kept the last one, so a record DVC rejects
+    (and whose first md5 DVC's error names) could still be signed and verified."""
+    (git_repo / "t.csv").write_text("a,b\n1,2\n")
+    real = hashlib.md5(b"a,b\n1,2\n").hexdigest()
+    (git_repo / "t.csv.dvc").write_text(
+        f"outs:\n- md5: {MD5}\n  md5: {real}\n  size: 8\n  hash: md5\n  path: t.csv\n"
+    )
+    sh(["git", "add", "t.csv.dvc"], git_repo)
+    before = tree_state(git_repo)
+    for args in (["sign", "t.csv.dvc", "--key", str(dataset_keys.key("data-ci"))], ["verify"]):
+        proc = _cli(git_repo, *args)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "t.csv.dvc is not valid YAML" in proc.stderr
+        assert "found duplicate key 'md5'" in proc.stderr
+        assert "line 3" in proc.stderr
+        assert tree_state(git_repo) == before
