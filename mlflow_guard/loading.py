@@ -35,8 +35,16 @@ _tmp_dirs: list[str] = []
 _patched: dict[str, Callable[..., Any]] = {}
 
 
+ROOT_TAG = "mlflow_guard.root_sha256"
+
+
 class UnsafeModelContent(VerificationError):
     """The model scanner found content that could run code when deserialized."""
+
+
+class RegistryDigestMismatch(VerificationError):
+    """A registered version's artifacts are validly signed, but not the ones it was registered
+    with (e.g. another version's artifacts copied over them: a rollback)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,9 @@ class VerifiedModel:
         signer_key_id: hex sha256 of the signing key.
         files: number of files verified.
         scanned: whether the scanner ran.
+        registered_digest: for a registered version (``models:/NAME/VERSION`` or
+            ``models:/NAME@ALIAS``), the root digest the registry recorded at registration
+            (equal to ``root_digest``, or loading was refused); ``None`` otherwise.
     """
 
     uri: str
@@ -60,6 +71,7 @@ class VerifiedModel:
     signer_key_id: str
     files: int
     scanned: bool
+    registered_digest: str | None = None
 
 
 def _cleanup() -> None:
@@ -112,6 +124,30 @@ def scan_model_dir(path: Path, policy: Policy | None = None) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Resolved:
+    location: str
+    version: str | None = None  # "NAME version N" for a registered version
+    recorded: str | None = None  # the root digest the registry recorded for it
+
+
+def _resolve(uri: str) -> _Resolved:
+    """Resolve a ``models:/`` URI once: artifact location, and for a registered version the
+    root digest recorded at registration (alias or ``latest`` resolved in the same step)."""
+    if not uri.startswith("models:"):
+        return _Resolved(uri)
+    import mlflow
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    name, version, location = ModelsArtifactRepository._get_model_uri_infos(uri)  # type: ignore[no-untyped-call]
+    if name is None or version is None:  # models:/m-<id>: a logged model, no registry entry
+        return _Resolved(str(location))
+    mv = mlflow.MlflowClient(registry_uri=mlflow.get_registry_uri()).get_model_version(
+        name, version
+    )
+    return _Resolved(str(location), f"{name} version {version}", (mv.tags or {}).get(ROOT_TAG))
+
+
 def download(uri: str, dst: Path) -> Path:
     """Download the model at ``uri`` into ``dst`` exactly as stored.
 
@@ -119,12 +155,12 @@ def download(uri: str, dst: Path) -> Path:
     repository adds a ``registered_model_meta`` file on download, which is not part of the
     signed model.
     """
+    return _fetch(_resolve(uri).location, dst)
+
+
+def _fetch(uri: str, dst: Path) -> Path:
     import mlflow.artifacts
 
-    if uri.startswith("models:"):
-        from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
-
-        uri = str(ModelsArtifactRepository.get_underlying_uri(uri))  # type: ignore[no-untyped-call]
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
     p = Path(local)
     if p.is_file():
@@ -144,16 +180,31 @@ def download_and_verify(
 ) -> VerifiedModel:
     """Download ``uri`` into a private folder, verify its signature and (by default) scan it.
 
+    For a registered version whose registry recorded a root digest at registration
+    (``mlflow_guard.root_sha256``, written by the guard server or the ``guard+`` stores), the
+    verified digest must equal it: a valid signature alone does not say *which* model it is.
+
     Raises:
         PolicyError: no usable policy.
         SignatureInvalid: unsigned, or the signature is malformed or does not verify.
         KeyNotTrusted: signer unknown, revoked, expired or not trusted for ``model``.
         ManifestMismatch: files added, removed or changed since signing.
         UnsafeModelContent: the scanner found unsafe content.
+        RegistryDigestMismatch: validly signed, but not the artifacts the version was
+            registered with.
     """
     store = trust if trust is not None else trust_store(policy)
-    local = download(uri, _private_dir())
+    resolved = _resolve(uri)
+    local = _fetch(resolved.location, _private_dir())
     result = oms.verify_model(local, store, purpose=Purpose.MODEL)
+    if resolved.recorded is not None and result.root_digest != resolved.recorded:
+        raise RegistryDigestMismatch(
+            f"{uri}: the artifacts of {resolved.version} hash to {result.root_digest[:16]}…, "
+            f"not the digest the registry recorded at registration ({resolved.recorded[:16]}…)",
+            details=[f"artifact location: {resolved.location}"],
+            hint="the artifact store was changed after registration (another, older or "
+            "foreign model put in its place); restore the registered artifacts",
+        )
     if scan:
         try:
             scan_policy: Policy | None = load_policy(policy)
@@ -168,6 +219,7 @@ def download_and_verify(
         signer_key_id=result.key.key_id,
         files=result.files,
         scanned=scan,
+        registered_digest=resolved.recorded,
     )
 
 

@@ -1,0 +1,106 @@
+"""Red team: model signatures and verified loading against hostile bundles and artifact stores.
+
+The loading tests use a real MLflow registry (``guard+sqlite`` in a temp dir) and real logged
+sklearn models; the bundle tests mutate a real signature and run the real verifier. Each
+refusal is asserted with its reason and with nothing loaded or changed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import KeyRing
+from tests.plugins.conftest import artifact_dir
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file for the module (MLflow's migrations take seconds)."""
+    return tmp_path_factory.mktemp("redteam-models") / "mlflow.db"
+
+
+@pytest.fixture
+def registry(db: Path, keyring: KeyRing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A guarded SQLite registry; models are signed at log time. Returns the policy path."""
+    import mlflow
+
+    from mlflow_guard.lineage import base_models
+
+    policy = tmp_path / "guard.yaml"
+    policy.write_text(yaml.safe_dump({
+        "version": 1,
+        "keys": [{"id": "ci", "public_key": str(keyring["model"].public), "purposes": ["model"]}],
+        "registry": {"require_signature": True, "scan_model_files": True},
+    }))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_GUARD_POLICY", str(policy))
+    monkeypatch.setenv("MLFLOW_GUARD_SIGNING_KEY", str(keyring["model"].private))
+    monkeypatch.delenv("MLFLOW_GUARD_SIGNING_KEY_PASSPHRASE", raising=False)
+    monkeypatch.setenv("MLFLOW_GUARD_LINEAGE", "off")
+    uri = f"guard+sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    base_models.clear()
+    return policy
+
+
+def _log(name: str, labels: list[int]) -> Path:
+    """Log and register a tiny classifier; return its artifact folder."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    with mlflow.start_run():
+        model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], labels)
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=name, pip_requirements=["scikit-learn"]
+        )
+    return artifact_dir(info.model_id)
+
+
+def test_models_uri_serving_another_versions_artifacts_is_refused(registry: Path) -> None:
+    """Rollback: version 2's artifacts replaced by version 1's (validly signed by the same key).
+
+    The signature alone verifies; the registry recorded another root digest for version 2.
+    """
+    import mlflow
+
+    import mlflow_guard
+    from mlflow_guard.core.errors import VerificationError
+    from mlflow_guard.lineage import base_models
+
+    v1 = _log("rt-rollback", [0, 0, 1, 1])
+    v2 = _log("rt-rollback", [1, 1, 0, 0])
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias("rt-rollback", "champion", "2")
+    recorded = client.get_model_version("rt-rollback", "2").tags["mlflow_guard.root_sha256"]
+    assert list(mlflow_guard.load_model("models:/rt-rollback/2").predict([[0.0]])) == [1]
+    base_models.clear()
+
+    shutil.rmtree(v2)
+    shutil.copytree(v1, v2)
+    for uri in ("models:/rt-rollback/2", "models:/rt-rollback@champion"):
+        with pytest.raises(VerificationError, match="not the digest the registry recorded") as e:
+            mlflow_guard.load_model(uri)
+        assert "rt-rollback version 2" in e.value.summary
+        assert recorded[:16] in e.value.summary
+    assert base_models.recorded() == ()  # nothing was loaded or recorded as a base model
+
+
+def test_models_uri_binding_is_reported(registry: Path) -> None:
+    """A registered version's recorded digest is checked and reported; a run URI has none."""
+    import mlflow
+
+    from mlflow_guard import loading
+
+    _log("rt-bound", [0, 0, 1, 1])
+    mv = mlflow.MlflowClient().get_model_version("rt-bound", "1")
+    verified = loading.download_and_verify("models:/rt-bound/1")
+    assert verified.registered_digest == verified.root_digest
+    assert verified.root_digest == mv.tags["mlflow_guard.root_sha256"]
+    assert loading.download_and_verify(str(mv.source)).registered_digest is None
