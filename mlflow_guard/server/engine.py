@@ -23,8 +23,10 @@ from mlflow_guard.server import resolve
 from mlflow_guard.server.authn import Authenticator, AuthFailure
 from mlflow_guard.server.hardening import (
     GUARD_TAG_PREFIX,
+    RUN_AUTHOR_TAG,
     copy_source,
     guard_tag_keys,
+    run_author_rewrite,
     source_run_and_experiment,
     split_copied_guard_tags,
 )
@@ -211,6 +213,13 @@ class Guard:
                 f"tags {', '.join(sorted(set(bad)))} are in the server-only "
                 f"'{GUARD_TAG_PREFIX}' namespace; clients may not write or delete them",
                 "drop these tags from the request",
+            ), []
+        if rewrite := run_author_rewrite(view.endpoint, view.body, principal.user):
+            return Decision.deny(
+                "run-author-tag",
+                f"{principal.user} may not {rewrite}: '{RUN_AUTHOR_TAG}' is bound to the "
+                "authenticated user who created the run",
+                f"drop '{RUN_AUTHOR_TAG}' from the request (the server sets it at runs/create)",
             ), []
         if spec.resolver == "authenticated":
             return Decision.allow("authenticated", f"{principal.user} is authenticated"), []

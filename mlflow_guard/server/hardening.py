@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlparse
 from mlflow_guard.server.request_view import BadRequest
 
 GUARD_TAG_PREFIX = "mlflow_guard."
+RUN_AUTHOR_TAG = "mlflow.user"
 _RUN_ID = re.compile(r"^[0-9a-zA-Z_-]{1,64}$")
 
 
@@ -132,3 +133,28 @@ def guard_tag_keys(body: Any, *, key_field: bool, extra: list[str] = ()) -> list
         if key_field and isinstance(body.get("key"), str):
             keys.append(body["key"])
     return [k for k in keys if k.strip().lower().startswith(GUARD_TAG_PREFIX)]
+
+
+def run_author_rewrite(endpoint: str | None, body: Any, user: str) -> str | None:
+    """What a run tag write would do to ``mlflow.user``, when it would change it; else ``None``.
+
+    The server binds ``mlflow.user`` to the authenticated user at ``runs/create`` (MLflow's UI
+    shows it as the run's author). Afterwards a client may only write the same value: setting
+    another name (set-tag, log-batch) or deleting the tag is refused.
+    """
+    if not isinstance(body, dict):
+        return None
+    if endpoint == "_set_tag" and body.get("key") == RUN_AUTHOR_TAG:
+        values = [body.get("value")]
+    elif endpoint == "_log_batch" and isinstance(body.get("tags"), list):
+        values = [
+            t.get("value")
+            for t in body["tags"]
+            if isinstance(t, dict) and t.get("key") == RUN_AUTHOR_TAG
+        ]
+    elif endpoint == "_delete_tag" and body.get("key") == RUN_AUTHOR_TAG:
+        return f"delete '{RUN_AUTHOR_TAG}'"
+    else:
+        return None
+    wrong = [v for v in values if v != user]
+    return f"set '{RUN_AUTHOR_TAG}' to {wrong[0]!r}" if wrong else None

@@ -196,6 +196,35 @@ def test_logged_model_source_run_needs_log_on_that_run(
     assert world["secret_run"] not in sources
 
 
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/api/2.0/mlflow/runs/set-tag", {"key": "mlflow.user", "value": "bob"}),
+        ("/api/2.0/mlflow/runs/log-batch", {"tags": [{"key": "mlflow.user", "value": "bob"}]}),
+        ("/api/2.0/mlflow/runs/delete-tag", {"key": "mlflow.user"}),
+    ],
+)
+def test_run_author_tag_cannot_be_rewritten(
+    server: Server, world: dict[str, str], path: str, payload: dict[str, Any]
+) -> None:
+    """``mlflow.user`` is bound to the authenticated user at ``runs/create`` (the UI shows it
+    as the run's author); a later set-tag, log-batch or delete-tag must not change it."""
+    r = call(server, "POST", path, ALICE, json={"run_id": world["own_run"], **payload})
+    assert r.status_code == 403, r.text
+    assert "'mlflow.user' is bound to the authenticated user" in r.json()["message"]
+    run = call(
+        server, "GET", "/api/2.0/mlflow/runs/get", ALICE, params={"run_id": world["own_run"]}
+    )
+    tags = {t["key"]: t["value"] for t in run.json()["run"]["data"]["tags"]}
+    assert tags["mlflow.user"] == "alice"
+
+
+def test_run_author_tag_with_own_name_is_allowed(server: Server, world: dict[str, str]) -> None:
+    body = {"run_id": world["own_run"], "key": "mlflow.user", "value": "alice"}
+    r = call(server, "POST", "/api/2.0/mlflow/runs/set-tag", ALICE, json=body)
+    assert r.status_code == 200, r.text
+
+
 # -- attacks that were already refused (not covered elsewhere) ---------------------------------
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mlflow_guard.server.asgi_layer import merged_headers
+from mlflow_guard.server.hardening import run_author_rewrite
 
 
 def test_repeated_headers_are_joined_not_overwritten() -> None:
@@ -16,3 +19,24 @@ def test_repeated_headers_are_joined_not_overwritten() -> None:
         "x-mlflow-experiment-id": "2, 1",
         "authorization": "Basic a",
     }
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "expected"),
+    [
+        ("_set_tag", {"key": "mlflow.user", "value": "bob"}, "set 'mlflow.user' to 'bob'"),
+        ("_set_tag", {"key": "mlflow.user", "value": "alice"}, None),
+        ("_set_tag", {"key": "team", "value": "bob"}, None),
+        (
+            "_log_batch",
+            {"tags": [{"key": "mlflow.user", "value": "alice"}, {"key": "mlflow.user"}]},
+            "set 'mlflow.user' to None",
+        ),
+        ("_log_batch", {"tags": [{"key": "a", "value": "b"}], "metrics": []}, None),
+        ("_delete_tag", {"key": "mlflow.user"}, "delete 'mlflow.user'"),
+        ("_set_experiment_tag", {"key": "mlflow.user", "value": "bob"}, None),
+        ("_set_tag", "not a dict", None),
+    ],
+)
+def test_run_author_rewrite(endpoint: str, body: object, expected: str | None) -> None:
+    assert run_author_rewrite(endpoint, body, "alice") == expected
