@@ -240,7 +240,40 @@ def dir_listing(root: Path, out: DvcOut) -> dict[str, str] | None:
         )
     try:
         items = json.loads(data)
-        listing = {str(i["relpath"]).replace("\\", "/"): str(i["md5"]) for i in items}
-    except (ValueError, TypeError, KeyError) as e:
+    except ValueError as e:
         raise DvcFileError(f"DVC cache listing {p} is not a .dir listing") from e
+    if not isinstance(items, list):
+        items = [items]
+    listing: dict[str, str] = {}
+    for i, item in enumerate(items):
+        problem = _listing_entry_problem(item, listing)
+        if problem is not None:
+            raise DvcFileError(
+                f"DVC cache listing {p} is not a valid .dir listing of {out.path}",
+                details=[f"entry {i}: {problem}"],
+                hint="the DVC cache or the .dvc record was tampered with; restore both from "
+                "a trusted copy (`dvc pull --force`) or run `dvc add` again",
+            )
+        listing[item["relpath"].replace("\\", "/")] = item["md5"]
     return listing
+
+
+def _listing_entry_problem(item: Any, seen: dict[str, str]) -> str | None:
+    """What is wrong with one ``{relpath, md5}`` entry of a listing, or ``None``.
+
+    The relpath must name a file inside the directory once; the md5 is a cache object name.
+    """
+    if not isinstance(item, dict):
+        return f"expected an object with 'relpath' and 'md5', got {_show(item)}"
+    rel, md5 = item.get("relpath"), item.get("md5")
+    if not isinstance(rel, str) or not rel:
+        return f"relpath {_show(rel)} is not a file name"
+    if not isinstance(md5, str) or len(md5) != 32 or not set(md5) <= _MD5_HEX:
+        return f"md5 {_show(md5)} of {rel!r} is not an md5 (32 lower-case hex digits)"
+    name = rel.replace("\\", "/")
+    parts = name.split("/")
+    if name.startswith("/") or "\0" in name or any(x in ("", ".", "..") for x in parts):
+        return f"relpath {rel!r} leaves the directory or is not normalized"
+    if name in seen:
+        return f"relpath {rel!r} is listed twice"
+    return None

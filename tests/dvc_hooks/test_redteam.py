@@ -7,6 +7,7 @@ file and field, and leave every file as it was.
 from __future__ import annotations
 
 import hashlib
+import json
 import resource
 import subprocess
 from pathlib import Path
@@ -95,3 +96,73 @@ def test_duplicate_yaml_key_is_refused_like_dvc_does(git_repo: Path, dataset_key
         assert "found duplicate key 'md5'" in proc.stderr
         assert "line 3" in proc.stderr
         assert tree_state(git_repo) == before
+
+
+def _cached_listing(root: Path, items: list[dict[str, str]]) -> str:
+    """Write a ``.dir`` listing into the (default) DVC cache; return its DVC md5."""
+    data = json.dumps(items).encode()
+    md5 = hashlib.md5(data).hexdigest()
+    obj = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / (md5[2:] + ".dir")
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    obj.write_bytes(data)
+    return md5 + ".dir"
+
+
+def _dir_output(root: Path, items: list[dict[str, str]]) -> None:
+    """tables/a.csv in the workspace, and tables.dvc naming a listing of ``items``."""
+    (root / "tables").mkdir(exist_ok=True)
+    (root / "tables" / "a.csv").write_bytes(CSV)
+    md5 = _cached_listing(root, items)
+    (root / "tables.dvc").write_text(
+        f"outs:\n- md5: {md5}\n  nfiles: {len(items)}\n  hash: md5\n  path: tables\n"
+    )
+
+
+CSV = b"f,label\n1,0\n2,1\n"
+CSV_MD5 = hashlib.md5(CSV).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("items", "fragment"),
+    [
+        ([{"md5": CSV_MD5, "relpath": "a.csv"}, {"md5": CSV_MD5, "relpath": "../x"}], "'../x'"),
+        ([{"md5": CSV_MD5, "relpath": "a.csv"}, {"md5": CSV_MD5, "relpath": "/etc/x"}], "/etc/x"),
+        ([{"md5": MD5, "relpath": "a.csv"}, {"md5": CSV_MD5, "relpath": "a.csv"}], "twice"),
+        ([{"md5": "../../etc/hostname", "relpath": "a.csv"}], "not an md5"),
+        ([{"md5": CSV_MD5}], "relpath"),
+    ],
+    ids=["dotdot", "absolute", "duplicate", "md5-path", "no-relpath"],
+)
+def test_corrupt_dir_listing_is_refused_by_sign(
+    git_repo: Path, dataset_keys: Keys, items: list[dict[str, str]], fragment: str
+) -> None:
+    """The listing's own md5 matches (an attacker writes both), so its entries must be
+    checked: a duplicate relpath let the second md5 win; others must not reach a path."""
+    _dir_output(git_repo, items)
+    before = tree_state(git_repo)
+    proc = _cli(git_repo, "sign", "tables.dvc", "--key", str(dataset_keys.key("data-ci")))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "is not a valid .dir listing of tables" in proc.stderr
+    assert fragment in proc.stderr
+    assert tree_state(git_repo) == before
+
+
+def test_listing_md5_cannot_point_validate_outside_the_cache(
+    tmp_path: Path, dataset_keys: Keys
+) -> None:
+    """The previous version of a file in a directory output is read from the cache by its
+    listed md5; ``..`` + an absolute path made that read any file on the machine."""
+    rule = "  validate:\n    - {path: tables/a.csv, label_column: label, max_label_shift: 0.05}\n"
+    root = init_repo(tmp_path / "r", dataset_keys, dvc=False, validate=rule)
+    secret = tmp_path / "secret.csv"
+    secret.write_text("f,label\n7,secret-label\n")
+    _dir_output(root, [{"md5": ".." + str(secret), "relpath": "a.csv"}])
+    sh(["git", "add", "tables.dvc"], root)
+    sh(["git", "commit", "-q", "-m", "crafted listing"], root)
+    before = tree_state(root)
+    proc = _cli(root, "validate", "tables/a.csv")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "is not a valid .dir listing of tables" in proc.stderr
+    assert "not an md5" in proc.stderr
+    assert "secret-label" not in proc.stdout + proc.stderr
+    assert tree_state(root) == before
