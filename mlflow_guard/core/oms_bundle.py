@@ -25,6 +25,7 @@ BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 SIGNATURE_FILE = "model.sig"
 _DIGEST_HEX = r"^[0-9a-f]{64}$"  # sha256 and blake3: 32 bytes
+_MATERIAL = ("publicKey", "x509CertificateChain", "certificate")  # Sigstore's oneof content
 
 
 class _Strict(BaseModel):
@@ -197,6 +198,13 @@ def parse_bundle(
         raise SignatureInvalid(
             f"{source}: unsupported bundle mediaType {bundle.media_type!r}",
             details=[f"expected {BUNDLE_MEDIA_TYPE!r}"],
+        )
+    material = [k for k in _MATERIAL if k in raw["verificationMaterial"]]
+    if len(material) > 1:  # a oneof in Sigstore's bundle: two verifiers could pick two signers
+        raise SignatureInvalid(
+            f"{source}: verificationMaterial holds {', '.join(material)}, not exactly one",
+            hint="a bundle names one public key or one certificate; re-sign with "
+            "`mlflow-guard sign`",
         )
     payload = dsse.b64decode(bundle.dsse_envelope.payload, f"{source}: DSSE payload")
     try:

@@ -7,13 +7,16 @@ refusal is asserted with its reason and with nothing loaded or changed.
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import KeyRing
+from tests.conftest import KeyPair, KeyRing, snapshot
 from tests.plugins.conftest import artifact_dir
 
 
@@ -104,3 +107,55 @@ def test_models_uri_binding_is_reported(registry: Path) -> None:
     assert verified.registered_digest == verified.root_digest
     assert verified.root_digest == mv.tags["mlflow_guard.root_sha256"]
     assert loading.download_and_verify(str(mv.source)).registered_digest is None
+
+
+# -- bundles ---------------------------------------------------------------------------------
+
+
+def _signed(
+    make_model: Any, write_policy: Any, model_key: KeyPair
+) -> tuple[Path, Any, dict[str, Any]]:
+    from mlflow_guard.core import oms
+    from mlflow_guard.core.policy import load_policy
+    from mlflow_guard.core.trust import TrustStore
+
+    root = make_model()
+    oms.sign_model(root, model_key.signer)
+    trust = TrustStore.from_policy(load_policy(write_policy({"ci": (model_key, ["model"])})))
+    return root, trust, json.loads((root / "model.sig").read_bytes())
+
+
+def test_bundle_with_key_and_certificate_is_ambiguous(
+    make_model: Any, write_policy: Any, model_key: KeyPair
+) -> None:
+    """Sigstore's verification material is a oneof: a key *and* a certificate chain would let
+    two verifiers check two different identities over the same file."""
+    from mlflow_guard.core import oms
+    from mlflow_guard.core.errors import SignatureInvalid
+
+    root, trust, bundle = _signed(make_model, write_policy, model_key)
+    bundle["verificationMaterial"]["x509CertificateChain"] = {
+        "certificates": [{"rawBytes": "AA=="}]
+    }
+    (root / "model.sig").write_text(json.dumps(bundle))
+    before = snapshot(root)
+    with pytest.raises(SignatureInvalid, match="publicKey, x509CertificateChain") as e:
+        oms.verify_model(root, trust)
+    assert "exactly one" in e.value.summary
+    assert snapshot(root) == before
+
+
+def test_only_the_first_dsse_signature_counts(
+    make_model: Any, write_policy: Any, model_key: KeyPair
+) -> None:
+    """A bad first signature is not rescued by a good second one (as in model_signing)."""
+    from mlflow_guard.core import oms
+    from mlflow_guard.core.errors import SignatureInvalid
+
+    root, trust, bundle = _signed(make_model, write_policy, model_key)
+    good = bundle["dsseEnvelope"]["signatures"][0]
+    bad = {"sig": base64.b64encode(b"\x30\x06\x02\x01\x01\x02\x01\x01").decode(), "keyid": ""}
+    bundle["dsseEnvelope"]["signatures"] = [bad, good]
+    (root / "model.sig").write_text(json.dumps(bundle))
+    with pytest.raises(SignatureInvalid, match="signature does not verify with key ci"):
+        oms.verify_model(root, trust)
