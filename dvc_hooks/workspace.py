@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dvc_hooks import dvcfiles
 from mlflow_guard.core import hashing, tree_hashing
-from mlflow_guard.core.errors import ManifestMismatch, VerificationError
+from mlflow_guard.core.errors import ManifestMismatch, UnsafePath, VerificationError
 
 Reader = Callable[[str], bytes | None]
 
@@ -47,6 +47,23 @@ def _unreadable(out: dvcfiles.DvcOut, e: OSError, where: str = "") -> Verificati
     )
 
 
+def _no_symlinked_folder(root: Path, out: dvcfiles.DvcOut) -> None:
+    """Refuse an output whose path passes through a symlinked folder (it leaves the repository).
+
+    Raises:
+        UnsafePath: a folder on the way to the output is a symbolic link.
+    """
+    cur = root
+    for part in out.path.split("/")[:-1]:
+        cur = cur / part
+        if cur.is_symlink():
+            raise UnsafePath(
+                f"{out.path}: {cur.relative_to(root).as_posix()!r} is a symbolic link",
+                hint="DVC outputs are read inside the repository only; replace the link by "
+                "the folder itself (`dvc checkout`)",
+            )
+
+
 def digests(
     root: Path,
     out: dvcfiles.DvcOut,
@@ -62,9 +79,10 @@ def digests(
 
     Raises:
         ManifestMismatch: the output is not in the workspace.
-        UnsafePath: a symlink or special file in it.
+        UnsafePath: a symlink or special file in it, or a symlinked folder on the way to it.
         VerificationError: a file is unreadable or changed while being hashed.
     """
+    _no_symlinked_folder(root, out)
     try:
         if out.is_dir and cache is None:
             p = root / out.path
@@ -88,8 +106,10 @@ def entries(root: Path, out: dvcfiles.DvcOut) -> list[hashing.FileEntry]:
 
     Raises:
         ManifestMismatch: the output is not in the workspace, or is not a regular file.
-        UnsafePath: a symlink or special file in a directory output.
+        UnsafePath: a symlink or special file in a directory output, or a symlinked folder on
+            the way to the output.
     """
+    _no_symlinked_folder(root, out)
     p = root / out.path
     if out.is_dir:
         if not p.is_dir() or p.is_symlink():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import resource
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -166,3 +167,35 @@ def test_listing_md5_cannot_point_validate_outside_the_cache(
     assert "not an md5" in proc.stderr
     assert "secret-label" not in proc.stdout + proc.stderr
     assert tree_state(root) == before
+
+
+def test_output_through_a_symlinked_folder_is_refused(
+    git_repo: Path, dataset_keys: Keys, tmp_path: Path
+) -> None:
+    """Signed data, then its folder swapped for a symlink to a folder outside the repository
+    (same bytes today, the attacker's tomorrow): the hooks read only inside the repository."""
+    key = str(dataset_keys.key("data-ci"))
+    folder = git_repo / "link"
+    (folder / "imgs").mkdir(parents=True)
+    (folder / "t.csv").write_bytes(CSV)
+    (folder / "imgs" / "0.bin").write_bytes(b"\0" * 10)
+    (git_repo / "t.dvc").write_text(
+        f"outs:\n- md5: {CSV_MD5}\n  size: {len(CSV)}\n  hash: md5\n  path: link/t.csv\n"
+    )
+    # a legacy directory record: signing needs no listing in the cache
+    (git_repo / "imgs.dvc").write_text(f"outs:\n- md5: {MD5}.dir\n  path: link/imgs\n")
+    assert _cli(git_repo, "sign", "--key", key).returncode == 0
+    sh(["git", "add", "t.dvc", "t.dvc.sig", "imgs.dvc", "imgs.dvc.sig"], git_repo)
+    assert _cli(git_repo, "verify", "--staged").returncode == 0
+    outside = tmp_path / "outside"
+    shutil.copytree(folder, outside)
+    shutil.rmtree(folder)
+    folder.symlink_to(outside, target_is_directory=True)
+    before = tree_state(git_repo)
+    for args in (["verify", "--staged"], ["verify", "--cache"], ["sign", "t.dvc", "--key", key]):
+        proc = _cli(git_repo, *args)
+        assert proc.returncode == 1, (args, proc.stdout + proc.stderr)
+        assert "link/t.csv: 'link' is a symbolic link" in proc.stderr
+        if args[0] == "verify":
+            assert "link/imgs: 'link' is a symbolic link" in proc.stderr
+        assert tree_state(git_repo) == before
