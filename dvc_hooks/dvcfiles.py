@@ -120,6 +120,11 @@ def _out(dvc_file: str, where: str, base: str, entry: Any) -> DvcOut:
             hint="restore the file from git or regenerate it with DVC",
         )
     raw = entry["path"]
+    if "\0" in raw:
+        raise DvcFileError(
+            f"{dvc_file}: {where}: output path {raw!r} holds a NUL character",
+            hint="restore the file from git or regenerate it with DVC",
+        )
     if raw.startswith("/") or "://" in raw or (len(raw) > 1 and raw[1] == ":"):
         raise UnsafePath(
             f"{dvc_file}: {where}: output {raw!r} is outside the repository",
@@ -129,6 +134,11 @@ def _out(dvc_file: str, where: str, base: str, entry: Any) -> DvcOut:
     if path == ".." or path.startswith("../") or path == ".":
         raise UnsafePath(f"{dvc_file}: {where}: output path {raw!r} leaves the repository")
     md5 = entry.get("md5")
+    if "files" in entry and md5 is None:
+        raise DvcFileError(
+            f"{dvc_file}: {where} ({raw}): cloud-versioned outputs ('files:') are not supported",
+            hint="track the data with `dvc add` into the DVC cache (not a version_aware remote)",
+        )
     if not isinstance(md5, str) or len(md5.removesuffix(".dir")) != 32:
         raise DvcFileError(
             f"{dvc_file}: {where} ({raw}): no valid md5 recorded",

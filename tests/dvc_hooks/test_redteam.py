@@ -199,3 +199,29 @@ def test_output_through_a_symlinked_folder_is_refused(
         if args[0] == "verify":
             assert "link/imgs: 'link' is a symbolic link" in proc.stderr
         assert tree_state(git_repo) == before
+
+
+@pytest.mark.parametrize(
+    ("record", "fragment"),
+    [
+        (f'outs:\n- {{md5: {MD5}, hash: md5, path: "t\\0.csv"}}\n', "a NUL character"),
+        (
+            "outs:\n- path: d\n  hash: md5\n  files:\n"
+            f"  - {{relpath: a, md5: {MD5}, size: 3, cloud: {{s3: {{etag: x}}}}}}\n",
+            "cloud-versioned",
+        ),
+    ],
+    ids=["nul", "cloud-versioned"],
+)
+def test_unusable_output_records_are_configuration_errors(
+    git_repo: Path, dataset_keys: Keys, record: str, fragment: str
+) -> None:
+    """A NUL in a path was an internal error (exit 3); a cloud-versioned ``files:`` record was
+    reported as a missing md5 with the advice to run `dvc commit`."""
+    (git_repo / "t.dvc").write_text(record)
+    before = tree_state(git_repo)
+    proc = _cli(git_repo, "sign", "t.dvc", "--key", str(dataset_keys.key("data-ci")))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "t.dvc: outs[0]" in proc.stderr
+    assert fragment in proc.stderr
+    assert tree_state(git_repo) == before
