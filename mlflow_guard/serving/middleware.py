@@ -1,7 +1,7 @@
 """The ASGI layer in front of MLflow's scoring app: authenticate, limit, sign.
 
 Order per request: read the body (bounded) → ``/ping`` and ``/health`` pass without a token;
-every other path needs ``Authorization: Bearer mlg_…`` valid in the guard store (401 otherwise,
+every other path needs one ``Authorization: Bearer mlg_…`` valid in the guard store (401 otherwise,
 503 when the store cannot answer: fail closed; see :mod:`mlflow_guard.serving.auth`) → rate
 limit (429) → budget pre-check on ``/invocations`` (429) → MLflow's app, whose model wrapper
 charges the budget per input row (429 when a request asks for more than is left, before
@@ -177,7 +177,10 @@ class GuardLayer:
     async def _admit(
         self, scope: Scope, path: str
     ) -> tuple[_Call | None, tuple[int, str, str, int | None] | None]:
-        secret = _bearer(scope)
+        fields = [v for n, v in scope.get("headers", []) if n.lower() == b"authorization"]
+        if len(fields) > 1:  # a singleton field: a proxy could read another one than we do
+            return None, (401, "UNAUTHENTICATED", "more than one Authorization header", None)
+        secret = _bearer(fields[0]) if fields else None
         if secret is None:
             return None, (401, "UNAUTHENTICATED", "missing Authorization: Bearer <token>", None)
         try:
@@ -218,14 +221,11 @@ class GuardLayer:
         return charge
 
 
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            text: str = bytes(value).decode("latin-1")
-            scheme, _, cred = text.partition(" ")
-            if scheme.lower() == "bearer" and cred.strip():
-                return cred.strip()
-            return None
+def _bearer(value: bytes) -> str | None:
+    text = bytes(value).decode("latin-1")
+    scheme, _, cred = text.partition(" ")
+    if scheme.lower() == "bearer" and cred.strip():
+        return cred.strip()
     return None
 
 
