@@ -225,3 +225,19 @@ def test_unusable_output_records_are_configuration_errors(
     assert "t.dvc: outs[0]" in proc.stderr
     assert fragment in proc.stderr
     assert tree_state(git_repo) == before
+
+
+def test_python_object_tag_is_not_constructed(git_repo: Path) -> None:
+    """Already denied (safe loader); kept because one unsafe ``yaml.load`` would run code."""
+    pwned = git_repo / "pwned"
+    (git_repo / "t.dvc").write_text(
+        f"outs:\n- path: !!python/object/apply:os.system ['touch {pwned}']\n  md5: {MD5}\n"
+    )
+    sh(["git", "add", "t.dvc"], git_repo)
+    before = tree_state(git_repo)
+    proc = _cli(git_repo, "verify", "--staged")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "t.dvc is not valid YAML" in proc.stderr
+    assert "python/object/apply:os.system" in proc.stderr
+    assert not pwned.exists()
+    assert tree_state(git_repo) == before

@@ -132,3 +132,32 @@ def test_lines_of_non_json_whitespace_are_quarantined_not_skipped(
     subprocess.run(["git", "init", "-q", str(env.root)], check=True)
     assert dvc_guard(args) == 1
     assert "data/feedback.jsonl:2: malformed" in capsys.readouterr().err
+
+
+def test_crlf_line_separators_and_missing_final_newline_keep_records_intact(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Records are split on LF only: CRLF endings, a CR between tokens and U+2028/U+2029 in
+    a string (line breaks to ``str.splitlines``) stay inside their record; the dataset holds
+    the accepted bytes exactly and the feedback-check hook verifies it line by line."""
+    from dvc_hooks.cli import main as dvc_guard
+
+    now = time.time()
+    sep = env.checkout.sign({"label": "a\u2028b\u2029c"}, timestamp=int(now))
+    lines = [
+        json.dumps(sep, ensure_ascii=False).encode() + b"\r",
+        env.line(env.mobile, "ok", ts=now).replace(b',"source"', b',\r"source"') + b"\r",
+        env.line(env.web, "ok", ts=now),
+    ]
+    assert b"\xe2\x80\xa8" in lines[0]
+    batch = env.root / "in.jsonl"
+    batch.write_bytes(b"\n".join(lines))  # no final newline
+    rc = run(["feedback", "ingest", str(batch), "--into", str(env.into),
+              "--policy", str(env.policy_path), "--db", env.db, "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0, out
+    assert out["accepted"] == 3
+    assert _dataset(env) == b"".join(line + b"\n" for line in lines)
+    subprocess.run(["git", "init", "-q", str(env.root)], check=True)
+    assert dvc_guard(["feedback-check", "--repo", str(env.root),
+                      "--policy", str(env.policy_path)]) == 0  # fmt: skip
