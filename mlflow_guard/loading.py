@@ -29,13 +29,11 @@ from mlflow_guard.core import oms
 from mlflow_guard.core.errors import PolicyError, VerificationError
 from mlflow_guard.core.policy import Policy, Purpose, load_policy
 from mlflow_guard.core.trust import TrustStore
+from mlflow_guard.plugins.gate import ROOT_TAG
 
 _tmp_lock = threading.Lock()
 _tmp_dirs: list[str] = []
 _patched: dict[str, Callable[..., Any]] = {}
-
-
-ROOT_TAG = "mlflow_guard.root_sha256"
 
 
 class UnsafeModelContent(VerificationError):

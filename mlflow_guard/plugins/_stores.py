@@ -78,8 +78,14 @@ class GuardRegistryStore(_RegistryStore):
         version's tags; its ``mlflow_guard.*`` tags are dropped when each equals the source's
         (refused otherwise), and the gate verifies the artifacts again.
         """
+        from mlflow_guard.server.hardening import copy_source
+
         tags = kwargs.get("tags") if "tags" in kwargs else (args[1] if len(args) > 1 else None)
-        tags = self._drop_copied_guard_tags(source, tags)
+        copied = copy_source(source)
+        source_tags = (
+            dict(super().get_model_version(*copied).tags or {}) if copied is not None else {}
+        )
+        tags = self._drop_copied_guard_tags(source_tags, tags)
         if "tags" in kwargs:
             kwargs["tags"] = tags
         elif len(args) > 1:
@@ -87,6 +93,8 @@ class GuardRegistryStore(_RegistryStore):
         _refuse_guard_tags(tags)
         self._refuse_protected_tags(name, tags, "version")
         result = self._gate(source)
+        if copied is not None:
+            result = gate.bind_copy(result, source, source_tags)
         if not result.allowed:
             raise _deny(f"registration of a version of '{name}' denied", result.reasons)
         mv = super().create_model_version(name, source, *args, **kwargs)
@@ -96,17 +104,18 @@ class GuardRegistryStore(_RegistryStore):
             super().set_model_version_tag(name, mv.version, ModelVersionTag(k, v))
         return self.get_model_version(name, mv.version)
 
-    def _drop_copied_guard_tags(self, source: str, tags: Any) -> Any:
-        """Tags without the ``mlflow_guard.*`` ones a copy repeats from its source version
-        (refused when a value differs from the source's: forged)."""
-        from mlflow_guard.server.hardening import copy_source, split_copied_guard_tags
+    @staticmethod
+    def _drop_copied_guard_tags(source_tags: dict[str, str], tags: Any) -> Any:
+        """Tags without the ``mlflow_guard.*`` ones a copy repeats from its source version's
+        ``source_tags`` (refused when a value differs from the source's: forged)."""
+        from mlflow_guard.server.hardening import split_copied_guard_tags
 
-        copied = copy_source(source)
-        if copied is None or not tags:
+        if not source_tags or not tags:
             return tags
-        own = dict(super().get_model_version(*copied).tags or {})
         kept, forged = split_copied_guard_tags(
-            list(tags), lambda t: (str(getattr(t, "key", t)), getattr(t, "value", None)), own
+            list(tags),
+            lambda t: (str(getattr(t, "key", t)), getattr(t, "value", None)),
+            source_tags,
         )
         _refuse_guard_tags(forged)
         return kept

@@ -8,6 +8,8 @@ is reported, each with how to meet it. No MLflow import: the caller downloads th
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from mlflow_guard.core.policy import Policy
 from mlflow_guard.core.trust import TrustStore
 
 TAG_PREFIX = "mlflow_guard."
+ROOT_TAG = TAG_PREFIX + "root_sha256"
 SIGN_HINT = (
     "configure a signing key before logging: export MLFLOW_GUARD_SIGNING_KEY=path/to/model.key "
     "(and MLFLOW_GUARD_SIGNING_KEY_PASSPHRASE if it is encrypted), a key whose public half is "
@@ -44,7 +47,7 @@ def check_registration(model_dir: Path, policy: Policy, trust: TrustStore) -> Ga
         result = oms.verify_model(model_dir, trust)
         tags[TAG_PREFIX + "signer"] = result.key.name
         tags[TAG_PREFIX + "signer_key_id"] = result.key.key_id
-        tags[TAG_PREFIX + "root_sha256"] = result.root_digest
+        tags[ROOT_TAG] = result.root_digest
         _, _, manifest = oms.parse_bundle((model_dir / oms.SIGNATURE_FILE).read_bytes())
         resources, method = manifest.resources, manifest.serialization.method
     except SignatureInvalid as e:
@@ -89,3 +92,27 @@ def check_registration(model_dir: Path, policy: Policy, trust: TrustStore) -> Ga
                 for r in provenance.unmet_requirements(attestation, reg.require_lineage, trust)
             )
     return GateResult(not reasons, reasons, tags)
+
+
+def bind_copy(result: GateResult, source: str, source_tags: Mapping[str, str]) -> GateResult:
+    """The gate's result for a copy (``copy_model_version``) of the version ``source`` names.
+
+    A signature proves who signed the files, not which version they are: the copied artifacts
+    must also have the root digest the registry recorded when the source version was
+    registered (``mlflow_guard.root_sha256``). Otherwise another validly signed model copied
+    over the source's artifacts would be registered as a copy of it. A source registered
+    without guard (no recorded digest) is checked by its signature alone, as loading does.
+    """
+    recorded = source_tags.get(ROOT_TAG)
+    if not result.allowed or recorded is None:
+        return result
+    got = result.tags.get(ROOT_TAG, "")
+    if hmac.compare_digest(recorded.encode(), got.encode()):
+        return result
+    why = (
+        f"copy: the artifacts of {source} (root sha256 {got[:16] or 'unknown'}…) are not the "
+        f"ones that version was registered with (root sha256 {recorded[:16]}…); its files were "
+        "replaced after registration: restore them, or register the intended model as a new "
+        "version instead of copying this one"
+    )
+    return GateResult(False, [*result.reasons, why], result.tags)

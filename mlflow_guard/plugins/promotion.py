@@ -24,9 +24,9 @@ from mlflow_guard.core.approvals import Approval, PromotionSubject, Target
 from mlflow_guard.core.errors import GuardError, ManifestMismatch
 from mlflow_guard.core.policy import Policy
 from mlflow_guard.core.trust import TrustStore
+from mlflow_guard.plugins.gate import ROOT_TAG
 
 APPROVALS_ENV = "MLFLOW_GUARD_APPROVALS_DIR"
-ROOT_TAG = "mlflow_guard.root_sha256"
 STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived"}
 
 Deny = Callable[[str, list[str]], Exception]

@@ -302,13 +302,18 @@ class RegistryGuard:
     # -- registration -------------------------------------------------------------------
 
     def _register(self, p: dict[str, Any], name: str) -> Decision:
-        from mlflow_guard.plugins.gate import check_registration
+        from mlflow_guard.plugins.gate import bind_copy, check_registration
         from mlflow_guard.registry.artifacts import local_copy
+        from mlflow_guard.server.hardening import copy_source
 
         source = _str(p, "source")
         try:
             with local_copy(source) as path:
                 result = check_registration(path, self.policy, self.trust)
+            copied = copy_source(source)
+            if copied is not None:  # the copied bytes must be the ones the source registered
+                source_tags = registry_store().get_model_version(*copied).tags or {}
+                result = bind_copy(result, source, dict(source_tags))
         except GuardError as e:
             return Decision.deny("registration", f"source: {e.summary}", e.hint)
         except Exception as e:  # the store could not produce the bytes (missing, undecryptable)

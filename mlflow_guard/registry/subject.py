@@ -19,11 +19,10 @@ from mlflow_guard.core.approvals import PromotionSubject, Target
 from mlflow_guard.core.errors import GuardError, ManifestMismatch
 from mlflow_guard.core.policy import Policy
 from mlflow_guard.core.trust import TrustStore
-from mlflow_guard.plugins.gate import TAG_PREFIX
+from mlflow_guard.plugins.gate import ROOT_TAG, TAG_PREFIX
 from mlflow_guard.registry.artifacts import local_copy
 
 USER_TAG = TAG_PREFIX + "user"
-ROOT_TAG = TAG_PREFIX + "root_sha256"
 SIGNER_TAG = TAG_PREFIX + "signer"
 SIGNER_KEY_TAG = TAG_PREFIX + "signer_key_id"
 SCAN_TAG = TAG_PREFIX + "scan"

@@ -159,3 +159,28 @@ def test_only_the_first_dsse_signature_counts(
     (root / "model.sig").write_text(json.dumps(bundle))
     with pytest.raises(SignatureInvalid, match="signature does not verify with key ci"):
         oms.verify_model(root, trust)
+
+
+def test_copy_of_a_version_whose_artifacts_were_swapped_is_refused(registry: Path) -> None:
+    """``copy_model_version`` of version 2 after its artifacts were replaced by version 1's.
+
+    Both are validly signed by the same key, so the gate's signature check alone passes; the
+    copy must carry the bytes version 2 was registered with, and nothing is created.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    v1 = _log("rt-copy-swap", [0, 0, 1, 1])
+    v2 = _log("rt-copy-swap", [1, 1, 0, 0])
+    client = mlflow.MlflowClient()
+    recorded = client.get_model_version("rt-copy-swap", "2").tags["mlflow_guard.root_sha256"]
+    ok = client.copy_model_version("models:/rt-copy-swap/2", "rt-copy-swap-ok")
+    assert ok.tags["mlflow_guard.root_sha256"] == recorded  # an intact source copies
+
+    shutil.rmtree(v2)
+    shutil.copytree(v1, v2)
+    with pytest.raises(MlflowException, match="not the ones that version was registered with") as e:
+        client.copy_model_version("models:/rt-copy-swap/2", "rt-copy-swap-dst")
+    assert recorded[:16] in str(e.value)
+    assert not client.search_model_versions("name = 'rt-copy-swap-dst'")
+    assert len(client.search_model_versions("name = 'rt-copy-swap-ok'")) == 1

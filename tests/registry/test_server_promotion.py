@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import uuid
@@ -50,11 +51,16 @@ def add_provenance(d: Path, signer: keys.Signer) -> None:
 
 
 def make_model(
-    d: Path, signer: keys.Signer | None, *, evil: bool = False, lineage: bool = False
+    d: Path,
+    signer: keys.Signer | None,
+    *,
+    evil: bool = False,
+    lineage: bool = False,
+    offset: float = 0.0,
 ) -> Path:
     d.mkdir(parents=True)
     (d / "MLmodel").write_text("flavors: {}\n")
-    np.save(d / "weights.npy", np.arange(1000, dtype=np.float64))
+    np.save(d / "weights.npy", np.arange(1000, dtype=np.float64) + offset)
     if evil:
         (d / "model.pkl").write_bytes(pickle.dumps(_Evil()))
     if lineage and signer is not None:
@@ -74,15 +80,18 @@ def new_version(
     accuracy: float | None = 0.95,
     evil: bool = False,
     lineage: bool = False,
+    offset: float = 0.0,
 ) -> tuple[str, str]:
-    """Log a run with a (signed) model and register it; return (version, run_id)."""
+    """Log a run with a (signed) model and register it; return (version, run_id).
+
+    ``offset`` shifts the weights, so two versions can have different digests."""
     exp = client.get_experiment_by_name("registry-tests")
     exp_id = exp.experiment_id if exp else client.create_experiment("registry-tests")
     run = client.create_run(exp_id)
     if accuracy is not None:
         client.log_metric(run.info.run_id, "accuracy", accuracy)
     signing = env.signers[signer] if signer else None
-    model = make_model(tmp / uuid.uuid4().hex, signing, evil=evil, lineage=lineage)
+    model = make_model(tmp / uuid.uuid4().hex, signing, evil=evil, lineage=lineage, offset=offset)
     client.log_artifacts(run.info.run_id, str(model), "model")
     try:
         client.create_registered_model(name)
@@ -454,3 +463,25 @@ def test_copy_model_version(reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "does not match its signature" in str(e.value)
     assert "weights.npy" in str(e.value) or "artifacts/model" in str(e.value)
     assert versions() == before
+
+
+def test_copy_of_a_version_whose_artifacts_were_swapped_is_refused(
+    reg_env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The server binds a copy to the digest its source was registered with: version 2's
+    artifacts replaced by version 1's (validly signed by the same key) are not copied."""
+    alice = client_as(reg_env, "alice", monkeypatch)
+    name, dst = "fraud-copy-swap", "fraud-copy-swap-dst"
+    _, run1 = new_version(reg_env, alice, name, tmp_path)
+    v2, run2 = new_version(reg_env, alice, name, tmp_path, offset=1.0)
+    recorded = alice.get_model_version(name, v2).tags["mlflow_guard.root_sha256"]
+    art = reg_env.root / "artifacts"
+    one = next(art.rglob(f"{run1}/artifacts/model"))
+    two = next(art.rglob(f"{run2}/artifacts/model"))
+    shutil.rmtree(two)
+    shutil.copytree(one, two)
+    with pytest.raises(MlflowException) as e:
+        alice.copy_model_version(f"models:/{name}/{v2}", dst)
+    assert "not the ones that version was registered with" in str(e.value)
+    assert recorded[:16] in str(e.value)
+    assert not alice.search_model_versions(f"name = '{dst}'")
