@@ -263,6 +263,17 @@ def test_duplicate_yaml_keys_refused(tmp_path: Path) -> None:
         load_policy(p)
     assert "at line 4, column 1" in info.value.summary
     assert "found duplicate key 'revoked'" in info.value.diagnostics()
+
+
+@pytest.mark.parametrize("key", ["? [a]\n: 1\n", "? {a: 1}\n: 1\n", "version: 1\n? [a, b]\n: x\n"])
+def test_unhashable_yaml_keys_are_policy_errors(tmp_path: Path, key: str) -> None:
+    """A list or mapping as a key is a YAML error naming the line (it was exit 3: TypeError)."""
+    p = tmp_path / "guard.yaml"
+    p.write_text(key)
+    with pytest.raises(errors.PolicyError) as info:
+        load_policy(p)
+    assert "is not valid YAML at line" in info.value.summary
+    assert "found unhashable key" in info.value.diagnostics()
     p.write_text("version: 1\nroles: {a: [x], b: [y]}\nkeys: [{id: k, id: j}]\n")
     with pytest.raises(errors.PolicyError, match="not valid YAML"):
         load_policy(p)

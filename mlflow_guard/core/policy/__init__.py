@@ -211,7 +211,11 @@ def _mapping_without_duplicates(
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
+        try:
+            repeated = key in seen
+        except TypeError:  # an unhashable key (a list or mapping): construct_mapping says so
+            break
+        if repeated:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",
                 node.start_mark,
