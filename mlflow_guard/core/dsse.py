@@ -94,6 +94,28 @@ def sign(
     )
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def loads_strict(data: bytes | str) -> Any:
+    """``json.loads`` that refuses an object with a repeated key.
+
+    JSON parsers disagree on which of two equal keys wins (Python keeps the last, others the
+    first), so a signed document with one could mean different things to two verifiers.
+
+    Raises:
+        ValueError: not JSON (``json.JSONDecodeError``) or a repeated key.
+        UnicodeDecodeError: bytes that are not UTF-8.
+    """
+    return json.loads(data, object_pairs_hook=_no_duplicate_keys)
+
+
 def parse(data: bytes | str | dict[str, Any], *, source: str = "envelope") -> Envelope:
     """Parse a DSSE envelope from JSON bytes, text or an already-decoded dict.
 
@@ -102,7 +124,7 @@ def parse(data: bytes | str | dict[str, Any], *, source: str = "envelope") -> En
     """
     if not isinstance(data, dict):
         try:
-            data = json.loads(data)
+            data = loads_strict(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise SignatureInvalid(f"{source} is not valid JSON", details=[str(e)]) from e
     try:

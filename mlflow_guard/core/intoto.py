@@ -51,7 +51,7 @@ def parse_statement(payload: bytes, *, expected_predicate_type: str | None = Non
         SignatureInvalid: not JSON, not a Statement v1, or of another predicate type.
     """
     try:
-        data = json.loads(payload)
+        data = dsse.loads_strict(payload)
     except (ValueError, UnicodeDecodeError) as e:
         raise SignatureInvalid("signed payload is not valid JSON", details=[str(e)]) from e
     try:

@@ -108,16 +108,6 @@ class SignedManifest:
     key_hint: str
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """JSON objects with a repeated key are refused: parsers disagree on which one wins."""
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
 def _errors(e: ValidationError) -> list[str]:
     return [f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors()]
 
@@ -179,7 +169,7 @@ def parse_bundle(
     if not data.strip():
         raise SignatureInvalid(f"{source} is empty", hint="re-sign with `mlflow-guard sign`")
     try:
-        raw = json.loads(data, object_pairs_hook=_no_duplicate_keys)
+        raw = dsse.loads_strict(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise SignatureInvalid(
             f"{source} is not valid JSON (truncated or not a signature file?)",
@@ -208,7 +198,7 @@ def parse_bundle(
         )
     payload = dsse.b64decode(bundle.dsse_envelope.payload, f"{source}: DSSE payload")
     try:
-        statement = json.loads(payload, object_pairs_hook=_no_duplicate_keys)
+        statement = dsse.loads_strict(payload)
     except (ValueError, UnicodeDecodeError) as e:
         raise SignatureInvalid(
             f"{source}: signed payload is not valid JSON", details=[str(e)]

@@ -120,3 +120,26 @@ def test_base64_must_be_canonical() -> None:
     assert dsse.b64decode("/w==", "x") == b"\xff"
     with pytest.raises(errors.SignatureInvalid, match="not canonical base64"):
         dsse.b64decode("/x==", "x")  # same byte, stray low bits
+
+
+def test_repeated_json_keys_are_refused(keyring: KeyRing) -> None:
+    """Parsers disagree on which of two equal keys wins: an envelope or a signed statement with a
+    repeated key is refused, even when the signature over it is valid."""
+    env = intoto.sign_statement(_statement(), keyring["dataset"].signer).to_json()
+    text = json.dumps(env)
+    doubled = text[:-1] + ', "payload": "' + base64.b64encode(b"{}").decode() + '"}'
+    with pytest.raises(errors.SignatureInvalid, match="not valid JSON") as e:
+        dsse.parse(doubled)
+    assert "duplicate key 'payload'" in " ".join(e.value.details)
+
+    body = json.dumps(_statement().model_dump(by_alias=True))
+    repeated = body[:-1] + f', "predicateType": "{PREDICATE}-other"' + "}"
+    signed = dsse.sign(repeated.encode(), dsse.INTOTO_PAYLOAD_TYPE, keyring["dataset"].signer)
+    with pytest.raises(errors.SignatureInvalid, match="signed payload is not valid JSON") as e:
+        intoto.verify_attestation(
+            json.dumps(signed.to_json()),
+            _store(keyring, Purpose.DATASET),
+            Purpose.DATASET,
+            PREDICATE,
+        )
+    assert "duplicate key 'predicateType'" in " ".join(e.value.details)
