@@ -160,7 +160,10 @@ def staged_deletions(root: Path, rep: Report) -> None:
             if side in index:
                 rep.failed[removed] = VerificationError(
                     f"deleted output: {removed} is removed but its signature {side} is kept",
-                    hint=f"if removing the dataset is intended, `git rm {side}` too",
+                    hint=(
+                        "if removing the dataset is intended, "
+                        f"`git rm -- {gitutil.shell_args([side])}` too"
+                    ),
                 )
             else:
                 rep.notes.append(f"deleted output: {removed} (and its signature) removed")
@@ -171,7 +174,10 @@ def staged_deletions(root: Path, rep: Report) -> None:
                     owner,
                     VerificationError(
                         f"signature {removed} is deleted but {owner} is kept",
-                        hint=f"restore it (`git restore --staged {removed}`) or re-sign {owner}",
+                        hint=(
+                            "restore it (`git restore --staged -- "
+                            f"{gitutil.shell_args([removed])}`) or re-sign {owner}"
+                        ),
                     ),
                 )
 
@@ -187,7 +193,7 @@ def orphan_sidecars(root: Path, files: list[str], rep: Report) -> None:
                     p,
                     VerificationError(
                         f"{p} signs {owner}, which is not tracked",
-                        hint=f"remove the stale signature: `git rm {p}`",
+                        hint=f"remove the stale signature: `git rm -- {gitutil.shell_args([p])}`",
                     ),
                 )
 

@@ -7,6 +7,7 @@ will hold; the working tree may differ.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,14 @@ from pathlib import Path
 from mlflow_guard.core.errors import UsageError
 
 ZERO_SHA = "0" * 40
+
+
+def shell_args(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """Paths quoted for a command a hint tells the user to run (spaces, quotes, ``$``...).
+
+    Put ``--`` before them in the command: a name may start with a dash.
+    """
+    return " ".join(shlex.quote(os.fspath(p)) for p in paths)
 
 
 def git(args: Sequence[str], cwd: Path, *, check: bool = True, stdin: bytes | None = None) -> bytes:

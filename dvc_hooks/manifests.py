@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dvc_hooks import dvcfiles, workspace
+from dvc_hooks import dvcfiles, gitutil, workspace
 from dvc_hooks.workspace import Reader as Reader  # re-exported: moved there
 from dvc_hooks.workspace import workspace_reader as workspace_reader
 from mlflow_guard.core import dataset, hashing, keys
@@ -214,7 +214,10 @@ def verify_dvc_file(
     if sig is None:
         raise PolicyViolation(
             f"{dvc_file} is not signed: {side} is missing",
-            hint=f"sign it with `dvc-guard sign {dvc_file} --key KEY` and `git add {side}`",
+            hint=(
+                f"sign it with `dvc-guard sign --key KEY -- {gitutil.shell_args([dvc_file])}` "
+                f"and `git add -- {gitutil.shell_args([side])}`"
+            ),
         )
     try:
         manifest, key = dataset.verify_manifest(sig, trust, signers, source=side)
@@ -226,7 +229,10 @@ def verify_dvc_file(
         raise VerificationError(
             f"{side} is the signature of another DVC file",
             details=[f"expected dvc_file {dvc_file!r}", f"actual {manifest.dvc_file!r}"],
-            hint=f"re-sign with `dvc-guard sign {dvc_file}`; never copy sidecars between files",
+            hint=(
+                f"re-sign with `dvc-guard sign -- {gitutil.shell_args([dvc_file])}`; "
+                "never copy sidecars between files"
+            ),
         )
     now = {o.path: (o.hash_kind, o.md5, o.size, o.nfiles) for o in outs}
     signed = {o.path: (o.hash_kind, o.md5, o.size, o.nfiles) for o in manifest.outputs}
@@ -242,7 +248,10 @@ def verify_dvc_file(
         raise VerificationError(
             f"{side} signs another version of {dvc_file}",
             details=details,
-            hint=f"if the new data is intended, re-sign: `dvc-guard sign {dvc_file}`",
+            hint=(
+                "if the new data is intended, re-sign: "
+                f"`dvc-guard sign -- {gitutil.shell_args([dvc_file])}`"
+            ),
         )
     nfiles = nbytes = 0
     hash_secs = 0.0

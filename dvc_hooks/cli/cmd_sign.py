@@ -6,7 +6,7 @@ import argparse
 import os
 import time
 
-from dvc_hooks import checks, manifests
+from dvc_hooks import checks, gitutil, manifests
 from dvc_hooks.cli import _args
 from mlflow_guard.cli import _common
 from mlflow_guard.core import keys
@@ -55,11 +55,11 @@ def _run(args: argparse.Namespace) -> int:
     signer = keys.Signer(keys.load_private_key(key_path, pw.encode() if pw else None))
     root = _args.repo(args)
     results: list[dict[str, object]] = []
-    sides: list[str] = []
+    to_add: list[str] = []
     for f in _targets(args, root):
         t0 = time.perf_counter()
         side, nfiles, nbytes = manifests.sign_dvc_file(root, f, signer)
-        sides.append(str(side.relative_to(root)))
+        to_add += [f, str(side.relative_to(root))]  # the DVC file may not be staged yet
         results.append(
             {
                 "dvc_file": f,
@@ -77,5 +77,5 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         _common.print_json({"ok": True, "key_id": signer.key_id, "signed": results})
     else:
-        print(f"key id {signer.key_id}\nNext step: git add {' '.join(sides)}")
+        print(f"key id {signer.key_id}\nNext step: git add -- {gitutil.shell_args(to_add)}")
     return 0

@@ -241,3 +241,32 @@ def test_python_object_tag_is_not_constructed(git_repo: Path) -> None:
     assert "python/object/apply:os.system" in proc.stderr
     assert not pwned.exists()
     assert tree_state(git_repo) == before
+
+
+def test_hints_name_odd_paths_so_a_shell_runs_them(tmp_path: Path, dataset_keys: Keys) -> None:
+    """A dataset named with a space, a dollar sign and a leading dash: the commands the hints
+    suggest, pasted into a shell, sign exactly that file (quoted, after ``--``)."""
+    import re
+
+    root = init_repo(tmp_path / "r", dataset_keys)
+    name = "-odd $HOME name.csv"
+    (root / name).write_text("a,label\n1,0\n2,1\n")
+    sh(["dvc", "add", "-q", "--", name], root)
+    proc = _cli(root, "verify")
+    assert proc.returncode == 1, proc.stderr
+    assert f"{name}.dvc is not signed" in proc.stderr
+    sign = re.search(r"`(dvc-guard sign [^`]+)`", proc.stderr)
+    assert sign is not None, proc.stderr
+    assert sign.group(1) == "dvc-guard sign --key KEY -- '-odd $HOME name.csv.dvc'"
+    command = sign.group(1).replace("KEY", str(dataset_keys.key("data-ci")))
+    env = {**ENV, "PATH": f"{BIN}:{ENV['PATH']}"}
+    signed = subprocess.run(
+        ["bash", "-c", command], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    assert signed.returncode == 0, signed.stderr
+    add = signed.stdout.strip().splitlines()[-1].removeprefix("Next step: ")
+    assert add == "git add -- '-odd $HOME name.csv.dvc' '-odd $HOME name.csv.dvc.sig'"
+    sh(["bash", "-c", add], root)
+    staged = sh(["git", "diff", "--cached", "--name-only", "-z"], root).stdout.split("\0")
+    assert {f"{name}.dvc", f"{name}.dvc.sig"} <= set(staged)
+    assert _cli(root, "verify").returncode == 0
