@@ -169,6 +169,24 @@ def _fetch(uri: str, dst: Path) -> Path:
     return p
 
 
+def _drop_unverified(local: Path, ignore_paths: Iterable[str]) -> None:
+    """Delete what the signature left unverified (its ``ignore_paths``) from the private copy.
+
+    No MLflow loader reads ``.git*`` or other ignored paths today, but nothing that was not
+    verified should be there for one to find: only verified files (and ``model.sig``) remain.
+    Paths are relative and stay inside the copy (checked when the signature was verified), and
+    the copy is private, so nothing can be swapped in between.
+    """
+    for rel in ignore_paths:
+        if rel == oms.SIGNATURE_FILE:
+            continue
+        target = local / rel
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target)
+
+
 def download_and_verify(
     uri: str,
     *,
@@ -195,6 +213,7 @@ def download_and_verify(
     resolved = _resolve(uri)
     local = _fetch(resolved.location, _private_dir())
     result = oms.verify_model(local, store, purpose=Purpose.MODEL)
+    _drop_unverified(local, result.serialization.ignore_paths)
     if resolved.recorded is not None and result.root_digest != resolved.recorded:
         raise RegistryDigestMismatch(
             f"{uri}: the artifacts of {resolved.version} hash to {result.root_digest[:16]}…, "

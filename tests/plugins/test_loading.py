@@ -136,3 +136,23 @@ def test_base_model_provenance_after_fine_tune(in_workspace: Workspace) -> None:
     (base,) = [d for d in deps if d["annotations"]["kind"] == "base_model"]
     assert base["digest"]["sha256"] == ref.root_digest
     assert base["annotations"]["signer_key_id"] == in_workspace.model_key.key_id
+
+
+def test_unverified_paths_are_not_in_the_loaded_copy(in_workspace: Workspace) -> None:
+    """Paths a signature leaves unverified (its ignore_paths, ``.git*`` by default) may be
+    changed by anyone with write access to the store: they are deleted from the private copy
+    before anything loads from it; the verified files and ``model.sig`` stay."""
+    from mlflow_guard import loading
+
+    _, uri, art = log_sklearn()
+    oms.sign_model(art, in_workspace.model_key.signer, ignore_paths=["notes"])
+    (art / "notes").mkdir()
+    (art / "notes" / "extra.pkl").write_bytes(b"added after signing")
+    (art / ".gitignore").write_text("*\n")  # ignored by default at signing time
+    verified = loading.download_and_verify(uri)
+    local = verified.local_path
+    assert not (local / "notes").exists()
+    assert not (local / ".gitignore").exists()
+    assert (local / oms.SIGNATURE_FILE).is_file()
+    assert (local / "MLmodel").is_file()
+    assert oms.verify_model(local, loading.trust_store()).root_digest == verified.root_digest
