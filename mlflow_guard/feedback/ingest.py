@@ -167,6 +167,12 @@ class Ingestor:
                 candidates.append(Accepted(n, out, raw))
 
         with self.store.transaction() as tx:
+            # before anything is read: the quota count must see every earlier batch of the source
+            tx.lock_sources(
+                a.record.source
+                for a in candidates
+                if self.fp.quota_for(a.record.source) is not None
+            )
             report = self._assess(tx, candidates)
             result.skew = report
             if not report.ok:

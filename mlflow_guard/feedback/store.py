@@ -8,14 +8,23 @@ Uniqueness is decided by the database, never by read-then-write: a record's ``(s
 *claimed* with ``INSERT … ON CONFLICT DO NOTHING RETURNING``, and only the transaction whose row
 went in may write the record anywhere. On SQLite every write transaction starts with
 ``BEGIN IMMEDIATE`` so concurrent ingesters serialise instead of failing on lock upgrades.
+
+Quotas are read-then-write (count a source's recent claims, then claim up to the rest), so they
+need the writers of one source serialised. SQLite already is (``BEGIN IMMEDIATE``). On PostgreSQL
+(read committed) :meth:`Tx.lock_sources` takes a transaction-scoped advisory lock per source
+(``pg_advisory_xact_lock``, released at commit or rollback) before the count: the next writer of
+that source counts only after the previous one committed, and each statement under read committed
+sees what committed before it started. Keys are taken in ascending order, so two batches that
+share sources never wait on each other in a cycle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +37,7 @@ from mlflow_guard.core.policy import Policy
 from mlflow_guard.store.migrate import upgrade_engine
 
 ENV_DATABASE_URI = "MLFLOW_GUARD_DATABASE_URI"
+SOURCE_LOCK_NAMESPACE = b"mlflow-guard/feedback/source-lock/v1\x00"
 
 metadata = sa.MetaData()
 
@@ -86,6 +96,16 @@ def database_uri(policy: Policy, explicit: str | None = None) -> str:
     return explicit or os.environ.get(ENV_DATABASE_URI) or policy.storage.database_uri
 
 
+def source_lock_key(source: str) -> int:
+    """The PostgreSQL advisory-lock key of ``source``: a signed 64-bit integer.
+
+    The first 8 bytes of sha256(namespace + source), big-endian and signed (``bigint``). The
+    namespace keeps these keys apart from other users of advisory locks in the same database.
+    """
+    digest = hashlib.sha256(SOURCE_LOCK_NAMESPACE + source.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A record to claim in the replay store."""
@@ -140,6 +160,19 @@ class Tx:
             except sa.exc.IntegrityError:
                 nested.rollback()
         return got
+
+    def lock_sources(self, sources: Iterable[str]) -> None:
+        """Serialise this transaction with every other one that locks any of ``sources``.
+
+        PostgreSQL: ``pg_advisory_xact_lock`` per source, in ascending key order (no deadlock
+        between batches sharing sources), held until this transaction ends. SQLite: nothing to do,
+        every write transaction already holds the database lock (``BEGIN IMMEDIATE``). Call it
+        before reading anything the decision depends on (:meth:`count_since`).
+        """
+        if self.conn.dialect.name != "postgresql":
+            return
+        for key in sorted({source_lock_key(s) for s in sources}):
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def count_since(self, source: str, since: float) -> int:
         """Records of ``source`` claimed at or after ``since`` (for quotas)."""
