@@ -6,6 +6,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from mlflow_guard.feedback import _files
 from mlflow_guard.feedback.ingest import Accepted
 from mlflow_guard.feedback.quarantine import Entry, QuarantineFile
 from mlflow_guard.feedback.store import Tx
@@ -15,7 +16,9 @@ class FileDestination:
     """Appends accepted records, byte-for-byte, to a JSONL file (a DVC output).
 
     The append happens under an exclusive ``flock`` and is fsynced before the claiming
-    transaction commits.
+    transaction commits. An append that fails part-way (disk full, file-size limit) truncates the
+    file back to its length before the append and re-raises, so the claims' rollback leaves no
+    partial record behind.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -27,18 +30,13 @@ class FileDestination:
             return
         data = b"".join(a.raw + b"\n" for a in records)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_size > 0:
-                with self.path.open("rb") as f:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        data = b"\n" + data
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            _files.append_all(fd, data, size, self.path)
         finally:
             os.close(fd)
 

@@ -5,6 +5,30 @@ duplicates → skew over the authentic records (a violation quarantines the whol
 numbers) → per-source quotas → claim ids in the replay store → write the claimed records to the
 destination. Claiming and writing happen in one database transaction, so a failed write leaves no
 id claimed, and two ingesters of the same batch store each record exactly once.
+
+Write order inside that transaction, and why. Every database statement (claims, batch history,
+purge) runs first; then the quarantine is written; then the accepted records are appended to the
+destination; then the transaction commits. With the CLI's files only the two file writes outlive
+a rollback, so the order is chosen by what each failure leaves behind:
+
+- a database statement fails: nothing was written anywhere; the ingest can simply be re-run;
+- the quarantine write fails: the dataset was not touched and the claims roll back, so the
+  replay store knows nothing new and no rejected record is lost (they are still in the input,
+  which ingestion never modifies); re-running the same input is exactly the first run;
+- the dataset append fails: the claims roll back and the append truncates what it had written,
+  so the dataset holds no record the replay store does not know, and the rejected records are
+  safe in the quarantine. Re-running quarantines them a second time, which is harmless: release
+  claims the record in the replay store, so it can be released once;
+- the commit fails after the append: the one remaining window (see docs/feedback.md).
+
+The reverse order (dataset, then quarantine) turns a failed quarantine write into records in
+the dataset that the replay store forgot, which a re-run appends again. The append is last
+because it is the only write that feeds training; the quarantine keeps bytes for review.
+A failed file write is a :class:`UsageError` (exit 2) that says what was and was not stored.
+
+Release (:meth:`Ingestor.release`) claims the record, marks the entry released, then appends;
+a failed append leaves the entry marked released with its bytes still in the quarantine, never
+a record in the dataset that the replay store does not know.
 """
 
 from __future__ import annotations
@@ -18,7 +42,7 @@ from typing import Any, Protocol
 
 from mlflow_guard.core import feedback_records as fr
 from mlflow_guard.core import skew
-from mlflow_guard.core.errors import VerificationError
+from mlflow_guard.core.errors import UsageError, VerificationError
 from mlflow_guard.core.feedback import Reason, RecordChecker, Rejection, SourceKeys, freshness
 from mlflow_guard.core.policy import Policy
 from mlflow_guard.core.trust import TrustStore
@@ -78,6 +102,12 @@ class BatchResult:
             ],
             "skew": self.skew.to_json() if self.skew else None,
         }
+
+
+def _os_error(e: OSError) -> str:
+    """``PATH: reason`` of a failed file operation."""
+    reason = e.strerror or str(e)
+    return f"{e.filename}: {reason}" if e.filename else reason
 
 
 def split_lines(data: bytes) -> list[tuple[int, bytes]]:
@@ -150,7 +180,7 @@ class Ingestor:
             for n, raw in lines:
                 reject(n, raw, Rejection(Reason.BATCH_TOO_LARGE, too_big))
             with self.store.transaction() as tx:
-                self.quarantine.write(tx, rejected)
+                self._write_quarantine(tx, rejected)
             return result
 
         checker = self.checker()
@@ -196,7 +226,6 @@ class Ingestor:
                         Rejection(Reason.REPLAY, f"id {a.record.id!r} was seen before"),
                     )
             rejected.sort(key=lambda e: e.line)
-            self.destination.write(tx, result.batch_id, result.accepted, now)
             per_source: dict[str, Counter[str]] = {}
             for a in result.accepted:
                 label = skew.label_of(a.record.payload, self.fp.skew.label_field)
@@ -209,9 +238,38 @@ class Ingestor:
                 dict(Counter(a.record.source for a in result.accepted)),
                 now,
             )
-            self.quarantine.write(tx, rejected)
             tx.purge(now - self._retention())
+            # the order is argued in the module docstring: quarantine, then dataset, then commit
+            self._write_quarantine(tx, rejected)
+            self._write_accepted(tx, result, now)
         return result
+
+    def _write_quarantine(self, tx: Tx, rejected: list[Entry]) -> None:
+        try:
+            self.quarantine.write(tx, rejected)
+        except OSError as e:
+            raise UsageError(
+                f"cannot write the quarantine {_os_error(e)}; nothing was ingested",
+                details=[
+                    "the dataset and the replay store are unchanged; the input was not modified"
+                ],
+                hint="fix the quarantine path (a file, writable, on a disk with free space) and "
+                "run the same ingest again",
+            ) from e
+
+    def _write_accepted(self, tx: Tx, result: BatchResult, now: float) -> None:
+        try:
+            self.destination.write(tx, result.batch_id, result.accepted, now)
+        except OSError as e:
+            raise UsageError(
+                f"cannot append to the dataset {_os_error(e)}; no record was accepted",
+                details=[
+                    "the dataset and the replay store are unchanged; the input was not modified",
+                    f"{len(result.quarantined)} rejected record(s) are in the quarantine",
+                ],
+                hint="fix the dataset path (a file, writable, on a disk with free space) and "
+                "run the same ingest again (its rejected records are quarantined once more)",
+            ) from e
 
     def _retention(self) -> float:
         periods = [q.per for q in [self.fp.quota, *self.fp.quotas.values()] if q is not None]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_guard.core.errors import UsageError, VerificationError
+from mlflow_guard.feedback import _files
 
 QUARANTINED = "quarantined"
 RELEASED = "released"
@@ -141,16 +142,22 @@ class QuarantineFile:
             os.close(fd)
 
     def append(self, entries: list[Entry]) -> None:
-        """Add entries (appended and fsynced under the lock)."""
+        """Add entries (appended and fsynced under the lock; a failed append is undone).
+
+        Raises:
+            OSError: the file cannot be written; it is left as it was.
+        """
         if not entries:
             return
         data = b"".join(
             json.dumps(e.to_json(), sort_keys=True).encode("utf-8") + b"\n" for e in entries
         )
-        with self._locked(), self.path.open("ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        with self._locked():
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                _files.append_all(fd, data, os.fstat(fd).st_size, self.path)
+            finally:
+                os.close(fd)
 
     def entries(self) -> list[Entry]:
         """Every entry, in order (digest-checked)."""
