@@ -97,10 +97,11 @@ def create_app(app: Any = None) -> Any:
         guard = Guard(watch, store, users, config.auth_cache_seconds)
         flask_layer.install(flask_app, guard, config.max_json_bytes)
         guard_api.install(flask_app, guard, config.guard_database_uri)
-        cached = _INSTALLED[id(flask_app)] = guard
+        cached = _INSTALLED[id(flask_app)] = (guard, config.max_json_bytes)
     asgi_layer.set_nodelay_on_listeners()
     if os.environ.get("_MLFLOW_SGI_NAME", "uvicorn") in ("gunicorn", "waitress"):
         return flask_app
     from mlflow.server.fastapi_app import create_fastapi_app
 
-    return asgi_layer.GuardASGI(create_fastapi_app(flask_app), cached)
+    engine, max_body = cached
+    return asgi_layer.GuardASGI(create_fastapi_app(flask_app), engine, max_body)

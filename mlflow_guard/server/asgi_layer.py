@@ -4,6 +4,10 @@ Artifact upload/download, OTLP traces, jobs, gateway, assistant and MCP routes a
 FastAPI directly and never reach Flask's ``before_request``. This ASGI wrapper matches each
 request against those routes exactly as Starlette will (first full match before the Flask
 mount) and asks the engine; everything else falls through to Flask, which enforces itself.
+
+The OTLP export (``/v1/traces``) is the one native route whose *body* guard must read (the
+trace ids it writes to, see :mod:`mlflow_guard.server.otlp`): the wrapper buffers it (bounded),
+lets the engine parse it after authentication, and replays the bytes guard parsed to MLflow.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from mlflow_guard.server.engine import Guard, Verdict
-from mlflow_guard.server.request_view import RequestView
+from mlflow_guard.server.otlp import OtlpBody
+from mlflow_guard.server.request_view import BadRequest, RequestView
 from mlflow_guard.server.responses import error_body, error_headers
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+OTLP_ENDPOINT = "fastapi:export_traces"
 
 
 def set_nodelay_on_listeners() -> int:
@@ -91,12 +97,58 @@ def match_native(routes: list[Any], scope: Scope) -> tuple[str, dict[str, Any]] 
     return None
 
 
-class GuardASGI:
-    """Wraps MLflow's FastAPI app; enforces guard on native routes."""
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or ``None`` when the client went away.
 
-    def __init__(self, app: Any, guard: Guard) -> None:
+    Reading stops after ``limit + 1`` bytes (the caller refuses such a body with 413).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit or not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields ``body`` in one message, then defers to ``receive``."""
+    pending: list[MutableMapping[str, Any]] = [
+        {"type": "http.request", "body": body, "more_body": False}
+    ]
+
+    async def replay() -> MutableMapping[str, Any]:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replay
+
+
+def replaced_body_headers(raw: list[tuple[bytes, bytes]], length: int) -> list[tuple[bytes, bytes]]:
+    """Request headers for a decompressed body: no ``Content-Encoding``, the new length."""
+    drop = (b"content-encoding", b"content-length")
+    kept = [(k, v) for k, v in raw if k.lower() not in drop]
+    return [*kept, (b"content-length", str(length).encode())]
+
+
+class GuardASGI:
+    """Wraps MLflow's FastAPI app; enforces guard on native routes.
+
+    Args:
+        app: MLflow's FastAPI app.
+        guard: the worker's engine.
+        max_body: the largest OTLP body guard reads (``MLFLOW_GUARD_MAX_JSON_BYTES``).
+    """
+
+    def __init__(self, app: Any, guard: Guard, max_body: int = 16 * 1024 * 1024) -> None:
         self.app = app
         self.guard = guard
+        self.max_body = max_body
         self.routes = native_routes(app)
         self._nodelay_done = False
 
@@ -126,10 +178,32 @@ class GuardASGI:
                 },
                 headers=merged_headers(scope["headers"]),
             )
+            if view.endpoint == OTLP_ENDPOINT:
+                raw = await read_body(receive, self.max_body)
+                if raw is None:
+                    return
+                view.otlp = OtlpBody(
+                    raw,
+                    view.headers.get("content-type"),
+                    view.headers.get("content-encoding"),
+                    self.max_body,
+                )
             verdict = await anyio.to_thread.run_sync(self.guard.check, view)
             if not verdict.allowed:
                 await _send_refusal(send, verdict)
                 return
+            if view.otlp is not None:
+                # Allowed means the engine parsed the body; MLflow gets the bytes guard read.
+                try:
+                    body = view.otlp.body()
+                except BadRequest as e:  # not parsed by a resolver: refuse, fail closed
+                    refusal = self.guard.refuse_malformed(view, str(e), e.status)
+                    await _send_refusal(send, refusal)
+                    return
+                receive = replaying(body, receive)
+                if view.otlp.content_encoding:
+                    scope = dict(scope)
+                    scope["headers"] = replaced_body_headers(scope["headers"], len(body))
             scope.setdefault("state", {})["mlflow_guard_user"] = (
                 verdict.principal.user if verdict.principal else None
             )

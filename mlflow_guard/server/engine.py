@@ -242,7 +242,18 @@ class Guard:
             return Decision.deny("unknown-resolver", f"no resolver {spec.resolver!r}"), []
         resources = resolver(view, self.backend)
         decisions = [access.decide(self.policy, principal, spec.action, r) for r in resources]
+        for link in resolve.links(view, self.backend):
+            decisions.append(self._linked(principal, link))
+            resources.append(link.resource)
+        resources = list(dict.fromkeys(resources))
         return self._registry_gate((Decision.all_of(decisions), resources), view, principal)
+
+    def _linked(self, principal: Principal, link: resolve.Link) -> Decision:
+        """The access decision for a :class:`~resolve.Link`; a denial says why it was needed."""
+        d = access.decide(self.policy, principal, link.action, link.resource)
+        if d.allowed:
+            return d
+        return Decision.deny("linked-resource", f"{link.why}: {d.reasons[0]}", *d.reasons[1:])
 
     def _registry_gate(
         self, result: tuple[Decision, list[Resource]], view: RequestView, principal: Principal

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_guard.core.access import Principal
+
+if TYPE_CHECKING:
+    from mlflow_guard.server.otlp import OtlpBody
 
 
 class BadRequest(Exception):
@@ -40,6 +43,7 @@ class RequestView:
         body: parsed JSON body (``None`` when absent or not used for parameters).
         headers: request headers (lower-case names).
         principal: the caller, once authenticated.
+        otlp: the body of an OTLP export (``/v1/traces``), parsed when a resolver asks.
     """
 
     method: str
@@ -50,6 +54,7 @@ class RequestView:
     body: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
     principal: Principal | None = None
+    otlp: OtlpBody | None = None
 
     def params(self) -> Mapping[str, Any]:
         """Parameters as MLflow reads them (query for GET with a query string, else body)."""

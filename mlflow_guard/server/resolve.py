@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mlflow_guard.core.access import Resource
+from mlflow_guard.core.policy import Action
 from mlflow_guard.server.hardening import check_artifact_path
 from mlflow_guard.server.request_view import BadRequest, NotFound, RequestView
 
@@ -122,6 +124,22 @@ class Backend:
 
         return self.experiment(self._cached(f"model:{model_id}", fetch))
 
+    def trace_experiments(self, trace_ids: list[str]) -> dict[str, str]:
+        """Experiment id of each trace in ``trace_ids`` that exists (new ids are absent).
+
+        One batched query, never cached: ``start_trace`` can move a trace to another
+        experiment.
+        """
+        if not trace_ids:
+            return {}
+        out: dict[str, str] = {}
+        for info in self._tracking().batch_get_trace_infos(list(trace_ids)):
+            exp = info.experiment_id
+            if not exp:
+                raise RuntimeError(f"trace {info.trace_id} has no MLflow experiment")
+            out[str(info.trace_id)] = str(exp)
+        return out
+
 
 def _required(view: RequestView, *names: str) -> str:
     values = {v for n in names if (v := view.param(n))}
@@ -222,15 +240,30 @@ def model_rename(view: RequestView, be: Backend) -> list[Resource]:
     ]
 
 
+def _field(obj: Any, name: str, json_name: str) -> Any:
+    """A protobuf field of a JSON object, by its proto name or its JSON name.
+
+    MLflow's parser accepts both spellings (and refuses a body with both): so does guard.
+    """
+    if not isinstance(obj, dict):
+        return None
+    if name != json_name and name in obj and json_name in obj:
+        raise BadRequest(f"request specifies both {name!r} and {json_name!r}")
+    return obj.get(name, obj.get(json_name))
+
+
+def _trace_info(view: RequestView) -> Any:
+    return _field(_field(view.body, "trace", "trace"), "trace_info", "traceInfo")
+
+
 def trace_create(view: RequestView, be: Backend) -> list[Resource]:
     """Experiment of a trace being started (``trace.trace_info.trace_location``)."""
-    body = view.body if isinstance(view.body, dict) else {}
-    try:
-        loc = body["trace"]["trace_info"]["trace_location"]["mlflow_experiment"]
-        exp = str(loc["experiment_id"])
-    except (KeyError, TypeError) as e:
-        raise BadRequest("trace has no trace_location.mlflow_experiment.experiment_id") from e
-    return [be.experiment(exp)]
+    where = _field(_trace_info(view), "trace_location", "traceLocation")
+    loc = _field(where, "mlflow_experiment", "mlflowExperiment")
+    exp = _field(loc, "experiment_id", "experimentId")
+    if exp is None or isinstance(exp, dict | list | bool):
+        raise BadRequest("trace has no trace_location.mlflow_experiment.experiment_id")
+    return [be.experiment(str(exp))]
 
 
 def otel(view: RequestView, be: Backend) -> list[Resource]:
@@ -259,6 +292,67 @@ def artifact_path(view: RequestView, be: Backend) -> list[Resource]:
     if not first:
         raise BadRequest("artifact path must start with an experiment id", status=403)
     return [be.experiment(first)]
+
+
+@dataclass(frozen=True)
+class Link:
+    """A further requirement of a request: ``action`` on ``resource``, because ``why``.
+
+    Resolvers name the resource a route acts on; a link is another resource the request
+    writes to or exposes (an existing trace it adds spans to, a logged model it links).
+    """
+
+    action: Action
+    resource: Resource
+    why: str
+
+
+def _existing_traces(be: Backend, ids: list[str]) -> list[tuple[str, Resource]]:
+    found = be.trace_experiments(ids)
+    return [(t, be.experiment(found[t])) for t in ids if t in found]
+
+
+def _otlp_links(view: RequestView, be: Backend) -> list[Link]:
+    if view.otlp is None:
+        raise BadRequest("OTLP export without a body")
+    return [
+        Link(
+            Action.LOG,
+            exp,
+            f"trace {tid} already exists in experiment {exp.name!r} and MLflow adds the "
+            "exported spans to it",
+        )
+        for tid, exp in _existing_traces(be, view.otlp.trace_ids())
+    ]
+
+
+def _start_trace_links(view: RequestView, be: Backend) -> list[Link]:
+    tid = _field(_trace_info(view), "trace_id", "traceId")
+    if tid is None:
+        return []
+    if not isinstance(tid, str):
+        raise BadRequest("trace_info.trace_id must be a string")
+    target = trace_create(view, be)[0]
+    out: list[Link] = []
+    for _, exp in _existing_traces(be, [tid]):
+        why = f"trace {tid} already exists in experiment {exp.name!r} and start-trace rewrites it"
+        out.append(Link(Action.LOG, exp, why))
+        if exp != target:
+            moved = f"{why} and moves it (with its spans) to experiment {target.name!r}"
+            out.append(Link(Action.READ, exp, moved))
+    return out
+
+
+LINKS: dict[str, Callable[[RequestView, Backend], list[Link]]] = {
+    "fastapi:export_traces": _otlp_links,
+    "_start_trace_v3": _start_trace_links,
+}
+
+
+def links(view: RequestView, be: Backend) -> list[Link]:
+    """The further requirements of ``view`` (see :class:`Link`); none for most routes."""
+    find = LINKS.get(view.endpoint or "")
+    return find(view, be) if find is not None else []
 
 
 RESOLVERS: dict[str, Callable[[RequestView, Backend], list[Resource]]] = {

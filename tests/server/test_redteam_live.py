@@ -2,12 +2,15 @@
 
 Alice (data scientist: read/log/register on ``alice-*`` experiments and ``fraud-*`` models)
 attacks data in ``rt-secret``, an experiment only the admin may write and only reviewers may
-read. Each test asserts the refusal, its reason, and that nothing changed or leaked.
+read, and in ``rt-shared``, which she may read but not write. Each test asserts the refusal,
+its reason, and that nothing changed or leaked.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 import os
 import socket
 import sqlite3
@@ -19,7 +22,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from tests.server._server import PASSWORDS, Server, start_guard
+from tests.server._server import PASSWORDS, POLICY, Server, start_guard
 from tests.server.conftest import ADMIN, create_users
 
 pytestmark = pytest.mark.slow
@@ -27,10 +30,17 @@ ALICE = ("alice", PASSWORDS["alice"])
 SECRET = b"TOP-SECRET-ARTIFACT"
 
 
+READ_SHARED = '  - {{role: data-scientist, allow: [read], experiments: "rt-shared"}}\n'
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One guard server for this module (2 workers, SQLite)."""
-    srv = start_guard(tmp_path_factory.mktemp("redteam"))
+    """One guard server for this module (2 workers, SQLite); alice may also read rt-shared."""
+    root = tmp_path_factory.mktemp("redteam")
+    anchor = "  - {{role: reviewer"
+    assert anchor in POLICY
+    policy = POLICY.replace(anchor, READ_SHARED + anchor).format(guard_db=f"sqlite:///{root}/g.db")
+    srv = start_guard(root, policy_text=policy)
     try:
         create_users(srv.url)
         yield srv
@@ -65,6 +75,21 @@ def world(server: Server) -> dict[str, str]:
     r = call(server, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{path}", ADMIN, data=SECRET)
     assert r.status_code == 200, r.text
     out["secret_path"] = path
+    r = call(
+        server, "POST", "/api/2.0/mlflow/experiments/create", ADMIN, json={"name": "rt-shared"}
+    )
+    assert r.status_code == 200, r.text
+    out["shared_exp"] = r.json()["experiment_id"]
+    for key in ("shared", "secret"):
+        body = {"experiment_id": out[f"{key}_exp"], "name": f"{key}-model"}
+        r = call(server, "POST", "/api/2.0/mlflow/logged-models", ADMIN, json=body)
+        assert r.status_code == 200, r.text
+        out[f"{key}_model"] = r.json()["model"]["info"]["model_id"]
+    tid = os.urandom(16)
+    r = export_spans(server, ADMIN, out["secret_exp"], otlp_body(tid))
+    assert r.status_code == 200, r.text
+    out["secret_trace"] = "tr-" + tid.hex()
+    assert (out["secret_trace"], int(out["secret_exp"])) in traces_in(server)
     return out
 
 
@@ -91,17 +116,61 @@ def basic(who: tuple[str, str]) -> str:
     return "Basic " + base64.b64encode(f"{who[0]}:{who[1]}".encode()).decode()
 
 
-def otlp_body() -> bytes:
+def otlp_request(trace_id: bytes | None = None) -> Any:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
 
     req = ExportTraceServiceRequest()
     span = req.resource_spans.add().scope_spans.add().spans.add()
-    span.trace_id, span.span_id, span.name = os.urandom(16), os.urandom(8), "injected"
+    span.trace_id, span.span_id, span.name = trace_id or os.urandom(16), os.urandom(8), "injected"
     span.start_time_unix_nano = 1_700_000_000_000_000_000
     span.end_time_unix_nano = 1_700_000_001_000_000_000
-    return req.SerializeToString()
+    return req
+
+
+def otlp_body(trace_id: bytes | None = None) -> bytes:
+    return bytes(otlp_request(trace_id).SerializeToString())
+
+
+def otlp_json(trace_id: bytes) -> bytes:
+    """The same export in OTLP JSON (ids in hex, as OTel collectors send them)."""
+    from google.protobuf.json_format import MessageToDict
+
+    doc = MessageToDict(otlp_request(trace_id))
+    for rs in doc["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for span in ss["spans"]:
+                for k in ("traceId", "spanId"):
+                    span[k] = base64.b64decode(span[k]).hex()
+    return json.dumps(doc).encode()
+
+
+def export_spans(
+    server: Server,
+    who: tuple[str, str],
+    experiment_id: str,
+    body: bytes,
+    content_type: str = "application/x-protobuf",
+    encoding: str | None = None,
+) -> Any:
+    headers = {"Content-Type": content_type, "X-Mlflow-Experiment-Id": experiment_id}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    return call(server, "POST", "/v1/traces", who, data=body, headers=headers)
+
+
+def trace_state(server: Server, trace_id: str) -> dict[str, list[Any]]:
+    """Everything MLflow stores about one trace (info, tags, metadata, spans)."""
+    queries = {
+        "info": "SELECT * FROM trace_info WHERE request_id = ?",
+        "tags": "SELECT key, value FROM trace_tags WHERE request_id = ? ORDER BY key",
+        "meta": "SELECT key, value FROM trace_request_metadata WHERE request_id = ? ORDER BY key",
+        "spans": "SELECT span_id, experiment_id, content FROM spans WHERE trace_id = ? "
+        "ORDER BY span_id",
+    }
+    with sqlite3.connect(Path(server.root) / "mlflow.db") as db:
+        return {k: list(db.execute(q, (trace_id,))) for k, q in queries.items()}
 
 
 def traces_in(server: Server) -> list[tuple[str, int]]:
@@ -223,6 +292,163 @@ def test_run_author_tag_with_own_name_is_allowed(server: Server, world: dict[str
     body = {"run_id": world["own_run"], "key": "mlflow.user", "value": "alice"}
     r = call(server, "POST", "/api/2.0/mlflow/runs/set-tag", ALICE, json=body)
     assert r.status_code == 200, r.text
+
+
+def _secret_trace_id(world: dict[str, str]) -> bytes:
+    return bytes.fromhex(world["secret_trace"][len("tr-") :])
+
+
+@pytest.mark.parametrize(
+    ("encode", "content_type", "encoding"),
+    [
+        (otlp_body, "application/x-protobuf", None),
+        (otlp_json, "application/json", None),
+        (lambda t: gzip.compress(otlp_body(t)), "application/x-protobuf", "gzip"),
+        (lambda t: gzip.compress(b"") + gzip.compress(otlp_json(t)), "application/json", "gzip"),
+    ],
+    ids=["protobuf", "json", "gzip", "gzip-members-json"],
+)
+def test_otlp_spans_cannot_join_a_trace_of_another_experiment(
+    server: Server, world: dict[str, str], encode: Any, content_type: str, encoding: str | None
+) -> None:
+    """MLflow stores spans whose trace id exists into that trace, whatever experiment the
+    request names: alice (log on her own experiment) could add spans to rt-secret's trace."""
+    before, traces = trace_state(server, world["secret_trace"]), traces_in(server)
+    body = encode(_secret_trace_id(world))
+    r = export_spans(server, ALICE, world["own_exp"], body, content_type, encoding)
+    assert r.status_code == 403, r.text
+    message = r.json()["message"]
+    assert f"trace {world['secret_trace']} already exists in experiment 'rt-secret'" in message
+    assert "alice may not log on experiment 'rt-secret'" in message
+    assert trace_state(server, world["secret_trace"]) == before
+    assert traces_in(server) == traces
+
+
+def test_otlp_one_foreign_trace_refuses_the_whole_export(
+    server: Server, world: dict[str, str]
+) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    req = ExportTraceServiceRequest()
+    req.MergeFrom(otlp_request())
+    req.MergeFrom(otlp_request(_secret_trace_id(world)))
+    before, traces = trace_state(server, world["secret_trace"]), traces_in(server)
+    r = export_spans(server, ALICE, world["own_exp"], req.SerializeToString())
+    assert r.status_code == 403, r.text
+    assert "already exists in experiment 'rt-secret'" in r.json()["message"]
+    assert trace_state(server, world["secret_trace"]) == before
+    assert traces_in(server) == traces
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "encoding", "message"),
+    [
+        (b"\x0a\x05junk", "application/x-protobuf", None, "malformed OTLP"),
+        (b"{", "application/json", None, "malformed OTLP"),
+        (b"", "text/plain", None, "OTLP Content-Type must be"),
+        (b"not gzip", "application/x-protobuf", "gzip", "does not decompress"),
+        (b"x", "application/x-protobuf", "br", "unsupported Content-Encoding"),
+    ],
+)
+def test_otlp_unreadable_body_is_refused(
+    server: Server,
+    world: dict[str, str],
+    body: bytes,
+    content_type: str,
+    encoding: str | None,
+    message: str,
+) -> None:
+    """Guard cannot see the trace ids of a body it cannot read: fail closed."""
+    traces = traces_in(server)
+    r = export_spans(server, ALICE, world["own_exp"], body, content_type, encoding)
+    assert r.status_code == 400, r.text
+    assert message in r.json()["message"]
+    assert traces_in(server) == traces
+
+
+def test_otlp_gzip_bomb_is_refused(server: Server, world: dict[str, str]) -> None:
+    traces = traces_in(server)
+    bomb = gzip.compress(b"\x00" * (17 * 1024 * 1024))
+    r = export_spans(server, ALICE, world["own_exp"], bomb, encoding="gzip")
+    assert r.status_code == 413, r.text
+    assert "decompressed OTLP body exceeds the limit" in r.json()["message"]
+    assert traces_in(server) == traces
+
+
+def test_otlp_unreadable_body_from_anonymous_is_401(server: Server, world: dict[str, str]) -> None:
+    r = requests.post(
+        f"{server.url}/v1/traces",
+        data=b"{",
+        headers={"Content-Type": "application/json", "X-Mlflow-Experiment-Id": world["own_exp"]},
+        timeout=30,
+    )
+    assert r.status_code == 401, r.text
+
+
+@pytest.mark.parametrize(
+    ("content_type", "encoding"),
+    [("application/x-protobuf", None), ("application/json", "gzip"), ("application/json", None)],
+)
+def test_otlp_new_and_own_traces_are_stored(
+    server: Server, world: dict[str, str], content_type: str, encoding: str | None
+) -> None:
+    """New trace ids, and more spans for one's own trace, still work (the body is replayed)."""
+    tid = os.urandom(16)
+
+    def encode() -> bytes:
+        data = otlp_json(tid) if content_type == "application/json" else otlp_body(tid)
+        return gzip.compress(data) if encoding else data
+
+    for _ in range(2):  # the second export adds a span to alice's existing trace
+        r = export_spans(server, ALICE, world["own_exp"], encode(), content_type, encoding)
+        assert r.status_code == 200, r.text
+    state = trace_state(server, "tr-" + tid.hex())
+    assert [row[1] for row in state["spans"]] == [int(world["own_exp"])] * 2
+    assert ("tr-" + tid.hex(), int(world["own_exp"])) in traces_in(server)
+
+
+def start_trace(trace_id: str, experiment_id: str, camel: bool = False) -> dict[str, Any]:
+    info = {
+        "trace_id": trace_id,
+        "trace_location": {
+            "type": "MLFLOW_EXPERIMENT",
+            "mlflow_experiment": {"experiment_id": experiment_id},
+        },
+        "request_time": "2024-01-01T00:00:00Z",
+        "state": "OK",
+    }
+    if camel:
+        info = {"traceId": trace_id, "traceLocation": info["trace_location"], "state": "OK"}
+    return {"trace": {"trace_info": info}}
+
+
+@pytest.mark.parametrize("camel", [False, True])
+def test_start_trace_cannot_take_over_a_trace_of_another_experiment(
+    server: Server, world: dict[str, str], camel: bool
+) -> None:
+    """``start_trace`` with an existing trace id rewrites that trace and moves it (with its
+    spans) into the experiment the request names: alice could pull rt-secret's trace into
+    her own experiment and read it there."""
+    before, traces = trace_state(server, world["secret_trace"]), traces_in(server)
+    body = start_trace(world["secret_trace"], world["own_exp"], camel)
+    r = call(server, "POST", "/api/3.0/mlflow/traces", ALICE, json=body)
+    assert r.status_code == 403, r.text
+    message = r.json()["message"]
+    assert f"trace {world['secret_trace']} already exists in experiment 'rt-secret'" in message
+    assert "alice may not log on experiment 'rt-secret'" in message
+    assert trace_state(server, world["secret_trace"]) == before
+    assert traces_in(server) == traces
+
+
+def test_start_trace_with_a_new_id_is_allowed(server: Server, world: dict[str, str]) -> None:
+    tid = "tr-" + os.urandom(16).hex()
+    r = call(
+        server, "POST", "/api/3.0/mlflow/traces", ALICE, json=start_trace(tid, world["own_exp"])
+    )
+    assert r.status_code == 200, r.text
+    assert (tid, int(world["own_exp"])) in traces_in(server)
 
 
 # -- attacks that were already refused (not covered elsewhere) ---------------------------------
