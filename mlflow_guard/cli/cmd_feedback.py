@@ -260,13 +260,20 @@ def _release(args: argparse.Namespace) -> int:
             raise UsageError("release needs --into DATASET", hint="pass the dataset JSONL file")
         qfile = QuarantineFile(_qpath(args))
         ing = Ingestor(policy, store, FileDestination(args.into), FileQuarantineSink(qfile))
+        marked: list[Entry] = []
 
         def mark(tx: Tx) -> bool:
-            qfile.set_released(e.qid, user, now)
+            marked.append(qfile.set_released(e.qid, user, now))
             return True
 
-    rec = ing.release(e, user, mark)
-    store.dispose()
+    try:
+        rec = ing.release(e, user, mark)
+    except BaseException:
+        for m in marked:  # the transaction rolled back: the file's mark must too
+            qfile.undo_release(m)
+        raise
+    finally:
+        store.dispose()
     out = {"ok": True, "qid": e.qid, "source": rec.source, "id": rec.id, "released_by": user}
     if args.json:
         _common.print_json(out)

@@ -353,5 +353,15 @@ class Ingestor:
                 )
             if not mark(tx):
                 raise VerificationError(f"quarantine entry {entry.qid} is no longer quarantined")
-            self.destination.write(tx, entry.batch_id, [Accepted(entry.line, rec, entry.raw)], now)
+            try:
+                self.destination.write(
+                    tx, entry.batch_id, [Accepted(entry.line, rec, entry.raw)], now
+                )
+            except OSError as e:
+                raise UsageError(
+                    f"cannot append to the dataset {_os_error(e)}; the record was not released",
+                    details=["the dataset and the replay store are unchanged"],
+                    hint="fix the dataset path (a file, writable, on a disk with free space) and "
+                    "release the entry again",
+                ) from e
         return rec

@@ -208,11 +208,27 @@ class QuarantineFile:
                     hint="list entries with `mlflow-guard feedback quarantine list`",
                 )
             entries[idx] = replace(entries[idx], status=RELEASED, released_by=user, released_at=now)
-            tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
-            with tmp.open("wb") as f:
-                for e in entries:
-                    f.write(json.dumps(e.to_json(), sort_keys=True).encode("utf-8") + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            self._rewrite(entries)
             return entries[idx]
+
+    def undo_release(self, released: Entry) -> None:
+        """Put ``released`` (as :meth:`set_released` returned it) back in quarantine: the release
+        it marked did not complete. An entry changed since then is left as it is."""
+        with self._locked():
+            entries = self.entries()
+            idx = next((i for i, e in enumerate(entries) if e == released), None)
+            if idx is None:
+                return
+            entries[idx] = replace(
+                entries[idx], status=QUARANTINED, released_by=None, released_at=None
+            )
+            self._rewrite(entries)
+
+    def _rewrite(self, entries: list[Entry]) -> None:
+        tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
+        with tmp.open("wb") as f:
+            for e in entries:
+                f.write(json.dumps(e.to_json(), sort_keys=True).encode("utf-8") + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,35 @@ def test_append_cut_short_by_a_full_disk_is_undone(
     # without the limit the same input is accepted once
     assert run(_ingest_args(env, path)) == 1
     assert env.into.read_bytes() == padded + good[0] + b"\n" + good[1] + b"\n"
+
+
+def test_failed_release_leaves_the_entry_quarantined(
+    make_env: Callable[..., Env], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A release whose dataset append fails: exit 2, the replay store rolls back and the
+    quarantine file's mark is undone, so the same entry can be released once the path is fixed."""
+    env = make_env({"quota": {"records": 0}})
+    line = env.line(env.web, "ok", ts=time.time())
+    path = env.root / "in.jsonl"
+    path.write_bytes(line + b"\n")
+    assert run(_ingest_args(env, path)) == 1  # over quota: quarantined
+    (entry,) = env.qfile.entries()
+    assert entry.reason == "quota"
+    db_before = _db_state(env)
+    blocked = env.root / "blocked.jsonl"
+    blocked.mkdir()  # a directory where the dataset file should be
+    capsys.readouterr()
+
+    release = ["feedback", "quarantine", "release", entry.qid, "--quarantine",
+               str(env.qfile.path), "--policy", str(env.policy_path), "--db", env.db,
+               "--as", "root-admin", "--into"]  # fmt: skip
+    assert run([*release, str(blocked)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot append to the dataset {blocked}" in err
+    assert "the record was not released" in err
+    assert env.qfile.entries() == [entry]  # still quarantined, unchanged
+    assert _db_state(env) == db_before
+
+    assert run([*release, str(env.into)]) == 0
+    assert env.into.read_bytes() == line + b"\n"
+    assert [e.status for e in env.qfile.entries()] == ["released"]
