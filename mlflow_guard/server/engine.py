@@ -308,11 +308,19 @@ class Guard:
             sources.append(self.backend.experiment(exp_id))
         if claimed := view.param("run_id"):
             sources.append(self.backend.run_experiment(claimed))
-        if claimed_model := view.param("model_id"):
-            sources.append(self.backend.logged_model_experiment(claimed_model))
+        links: list[resolve.Link] = []
+        if claimed_model := view.param("model_id"):  # MLflow tags that logged model
+            exp = self.backend.logged_model_experiment(claimed_model)
+            why = (
+                f"logged model {claimed_model} of experiment {exp.name!r} would be linked to "
+                "the new version (MLflow writes the version into the logged model's tags)"
+            )
+            links.append(resolve.Link(Action.LOG, exp, why))
         decisions = [access.decide(self.policy, principal, Action.REGISTER, model)]
         decisions += [access.decide(self.policy, principal, Action.READ, r) for r in sources]
-        return Decision.all_of(decisions), [model, *dict.fromkeys(sources)]
+        decisions += [self._linked(principal, link) for link in links]
+        touched = [*sources, *(link.resource for link in links)]
+        return Decision.all_of(decisions), [model, *dict.fromkeys(touched)]
 
     def _bind_identity(self, view: RequestView, principal: Principal) -> dict[str, Any] | None:
         if view.endpoint not in (

@@ -343,9 +343,33 @@ def _start_trace_links(view: RequestView, be: Backend) -> list[Link]:
     return out
 
 
+def _model_links(view: RequestView, be: Backend) -> list[Link]:
+    models = _field(view.body, "models", "models")
+    if models is None:
+        return []
+    if not isinstance(models, list):
+        raise BadRequest("parameter 'models' must be a list")
+    role = "input" if view.endpoint == "_log_inputs" else "output"
+    out: list[Link] = []
+    for m in models:
+        if not isinstance(m, dict):
+            raise BadRequest("each entry of 'models' must be an object")
+        mid = _field(m, "model_id", "modelId")
+        if mid is None or mid == "":
+            continue
+        if not isinstance(mid, str):
+            raise BadRequest("models[].model_id must be a string")
+        exp = be.logged_model_experiment(mid)
+        why = f"logged model {mid} of experiment {exp.name!r} would be linked as the run's {role}"
+        out.append(Link(Action.READ, exp, why))
+    return out
+
+
 LINKS: dict[str, Callable[[RequestView, Backend], list[Link]]] = {
     "fastapi:export_traces": _otlp_links,
     "_start_trace_v3": _start_trace_links,
+    "_log_inputs": _model_links,
+    "_log_outputs": _model_links,
 }
 
 

@@ -173,6 +173,19 @@ def trace_state(server: Server, trace_id: str) -> dict[str, list[Any]]:
         return {k: list(db.execute(q, (trace_id,))) for k, q in queries.items()}
 
 
+def model_state(server: Server, model_id: str) -> dict[str, list[Any]]:
+    """A logged model's tags and the run inputs/outputs that name it."""
+    with sqlite3.connect(Path(server.root) / "mlflow.db") as db:
+        tags = (
+            "SELECT tag_key, tag_value FROM logged_model_tags WHERE model_id = ? ORDER BY tag_key"
+        )
+        links = "SELECT source_id, destination_type FROM inputs WHERE destination_id = ?"
+        return {
+            "tags": list(db.execute(tags, (model_id,))),
+            "links": sorted(db.execute(links, (model_id,))),
+        }
+
+
 def traces_in(server: Server) -> list[tuple[str, int]]:
     with sqlite3.connect(Path(server.root) / "mlflow.db") as db:
         return list(db.execute("SELECT request_id, experiment_id FROM trace_info"))
@@ -449,6 +462,101 @@ def test_start_trace_with_a_new_id_is_allowed(server: Server, world: dict[str, s
     )
     assert r.status_code == 200, r.text
     assert (tid, int(world["own_exp"])) in traces_in(server)
+
+
+def test_model_version_linking_a_logged_model_needs_log_on_it(
+    server: Server, world: dict[str, str]
+) -> None:
+    """``create_model_version`` with ``model_id`` writes a registry tag onto that logged model:
+    read access to its experiment (rt-shared) is not enough."""
+    r = call(
+        server,
+        "POST",
+        "/api/2.0/mlflow/registered-models/create",
+        ALICE,
+        json={"name": "fraud-link"},
+    )
+    assert r.status_code == 200, r.text
+    before = model_state(server, world["shared_model"])
+    body = {
+        "name": "fraud-link",
+        "source": f"models:/{world['shared_model']}",
+        "model_id": world["shared_model"],
+    }
+    r = call(server, "POST", "/api/2.0/mlflow/model-versions/create", ALICE, json=body)
+    assert r.status_code == 403, r.text
+    message = r.json()["message"]
+    assert f"logged model {world['shared_model']} of experiment 'rt-shared'" in message
+    assert "alice may not log on experiment 'rt-shared'" in message
+    assert model_state(server, world["shared_model"]) == before
+    r = call(
+        server, "GET", "/api/2.0/mlflow/registered-models/get", ALICE, params={"name": "fraud-link"}
+    )
+    assert r.status_code == 200, r.text
+    assert not r.json()["registered_model"].get("latest_versions")
+
+
+def test_copy_claiming_a_logged_model_needs_log_on_it(
+    server: Server, world: dict[str, str]
+) -> None:
+    """A copy (``models:/NAME/VERSION`` source) that names a ``model_id`` links that logged
+    model too (MLflow's SQL registry keeps no model id on versions, so a plain copy names
+    none); a copy without one only needs read on the source."""
+    model = world["shared_model"]
+    for path, body in [
+        ("registered-models/create", {"name": "fraud-shared"}),
+        (
+            "model-versions/create",
+            {"name": "fraud-shared", "source": f"models:/{model}", "model_id": model},
+        ),
+    ]:
+        r = call(server, "POST", f"/api/2.0/mlflow/{path}", ADMIN, json=body)
+        assert r.status_code == 200, r.text
+    version = r.json()["model_version"]["version"]
+    copy = {"name": "fraud-shared-copy", "source": f"models:/fraud-shared/{version}"}
+    r = call(server, "POST", "/api/2.0/mlflow/registered-models/create", ALICE, json=copy)
+    assert r.status_code == 200, r.text
+    before = model_state(server, model)
+    forged = {**copy, "model_id": model}
+    r = call(server, "POST", "/api/2.0/mlflow/model-versions/create", ALICE, json=forged)
+    assert r.status_code == 403, r.text
+    assert "alice may not log on experiment 'rt-shared'" in r.json()["message"]
+    assert model_state(server, model) == before
+    r = call(server, "POST", "/api/2.0/mlflow/model-versions/create", ALICE, json=copy)
+    assert r.status_code == 200, r.text
+    assert r.json()["model_version"]["source"] == copy["source"]
+
+
+@pytest.mark.parametrize("route", ["runs/outputs", "runs/log-inputs"])
+def test_run_cannot_link_an_unreadable_logged_model(
+    server: Server, world: dict[str, str], route: str
+) -> None:
+    """Linking a logged model as a run's input or output needs read on the model's experiment."""
+    before = model_state(server, world["secret_model"])
+    models = [{"model_id": world["secret_model"], "step": 0}]
+    if route == "runs/log-inputs":
+        models = [{"modelId": world["secret_model"]}]
+    body = {"run_id": world["own_run"], "models": models}
+    r = call(server, "POST", f"/api/2.0/mlflow/{route}", ALICE, json=body)
+    assert r.status_code == 403, r.text
+    message = r.json()["message"]
+    assert f"logged model {world['secret_model']} of experiment 'rt-secret'" in message
+    assert "alice may not read on experiment 'rt-secret'" in message
+    assert model_state(server, world["secret_model"]) == before
+
+
+@pytest.mark.parametrize("route", ["runs/outputs", "runs/log-inputs"])
+def test_run_may_link_a_readable_logged_model(
+    server: Server, world: dict[str, str], route: str
+) -> None:
+    models: list[dict[str, Any]] = [{"model_id": world["shared_model"]}]
+    if route == "runs/outputs":
+        models[0]["step"] = 0
+    body = {"run_id": world["own_run"], "models": models}
+    r = call(server, "POST", f"/api/2.0/mlflow/{route}", ALICE, json=body)
+    assert r.status_code == 200, r.text
+    links = model_state(server, world["shared_model"])["links"]
+    assert (world["own_run"], "MODEL_OUTPUT" if route == "runs/outputs" else "MODEL_INPUT") in links
 
 
 # -- attacks that were already refused (not covered elsewhere) ---------------------------------
