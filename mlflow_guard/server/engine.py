@@ -276,7 +276,7 @@ class Guard:
         body = view.body
         if copied is None or not isinstance(body, dict) or not isinstance(body.get("tags"), list):
             return bad
-        source = dict(self.backend.model_version(*copied).tags or {})
+        source = dict(self._copied_version(view, copied).tags or {})
 
         def key_value(t: object) -> tuple[str, object]:
             return (str(t.get("key", "")), t.get("value")) if isinstance(t, dict) else ("", None)
@@ -295,7 +295,7 @@ class Guard:
         sources: list[Resource] = []
         copied = copy_source(source)
         if copied is not None:  # copy_model_version: read the source version's model
-            self.backend.model_version(*copied)  # 404 when it does not exist
+            self._copied_version(view, copied)  # 404 when it does not exist
             sources.append(Resource("model", copied[0]))
             run_id = model_id = exp_id = None
         else:
@@ -321,6 +321,13 @@ class Guard:
         decisions += [self._linked(principal, link) for link in links]
         touched = [*sources, *(link.resource for link in links)]
         return Decision.all_of(decisions), [model, *dict.fromkeys(touched)]
+
+    def _copied_version(self, view: RequestView, copied: tuple[str, str]) -> Any:
+        """The source version of a copy, read from the registry once per request (404 if none)."""
+        cache = view.memo.get("copied_version")
+        if cache is None or cache[0] != copied:
+            cache = view.memo["copied_version"] = (copied, self.backend.model_version(*copied))
+        return cache[1]
 
     def _bind_identity(self, view: RequestView, principal: Principal) -> dict[str, Any] | None:
         if view.endpoint not in (

@@ -44,6 +44,7 @@ class RequestView:
         headers: request headers (lower-case names).
         principal: the caller, once authenticated.
         otlp: the body of an OTLP export (``/v1/traces``), parsed when a resolver asks.
+        memo: facts read from the stores while deciding this request (each read once).
     """
 
     method: str
@@ -55,6 +56,7 @@ class RequestView:
     headers: Mapping[str, str] = field(default_factory=dict)
     principal: Principal | None = None
     otlp: OtlpBody | None = None
+    memo: dict[str, Any] = field(default_factory=dict)
 
     def params(self) -> Mapping[str, Any]:
         """Parameters as MLflow reads them (query for GET with a query string, else body)."""
