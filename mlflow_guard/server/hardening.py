@@ -15,7 +15,7 @@ from mlflow_guard.server.request_view import BadRequest
 
 GUARD_TAG_PREFIX = "mlflow_guard."
 RUN_AUTHOR_TAG = "mlflow.user"
-_RUN_ID = re.compile(r"^[0-9a-zA-Z_-]{1,64}$")
+_RUN_ID = re.compile(r"^[0-9a-zA-Z_-]{1,64}\Z")
 
 
 def check_artifact_path(path: str) -> str:

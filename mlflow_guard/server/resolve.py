@@ -18,8 +18,8 @@ from mlflow_guard.core.policy import Action
 from mlflow_guard.server.hardening import check_artifact_path
 from mlflow_guard.server.request_view import BadRequest, NotFound, RequestView
 
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
-_RUN_ID = re.compile(r"^[0-9a-zA-Z_-]{1,64}$")
+_DIGITS = re.compile(r"^[0-9]{1,19}\Z")
+_RUN_ID = re.compile(r"^[0-9a-zA-Z_-]{1,64}\Z")
 
 
 class Backend:

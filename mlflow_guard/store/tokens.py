@@ -16,7 +16,7 @@ from typing import Any
 
 PREFIX = "mlg_"
 MAX_SECRET_LEN = 256
-_SECRET = re.compile(r"^mlg_([0-9a-f]{16})_([A-Za-z0-9_-]{32,128})$")
+_SECRET = re.compile(r"^mlg_([0-9a-f]{16})_([A-Za-z0-9_-]{32,128})\Z")
 
 
 def new_secret() -> tuple[str, str]:

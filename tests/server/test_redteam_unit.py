@@ -40,3 +40,23 @@ def test_repeated_headers_are_joined_not_overwritten() -> None:
 )
 def test_run_author_rewrite(endpoint: str, body: object, expected: str | None) -> None:
     assert run_author_rewrite(endpoint, body, "alice") == expected
+
+
+def test_identifiers_with_a_trailing_newline_are_malformed() -> None:
+    """``$`` also matches before a final newline: ids, experiment ids and token secrets are
+    matched to the end of the string (``\\Z``), so ``"abc\\n"`` is not a well-formed id."""
+    from mlflow_guard.server.request_view import BadRequest
+    from mlflow_guard.server.resolve import Backend
+    from mlflow_guard.store import tokens
+
+    token_id, secret = tokens.new_secret()
+    assert tokens.parse_token_id(secret) == token_id
+    assert tokens.parse_token_id(secret + "\n") is None
+    backend = Backend()  # the id checks come before any store access
+    for call, value, message in [
+        (backend.run_experiment, "a" * 32 + "\n", "malformed run id"),
+        (backend.experiment, "7\n", "must be a decimal number"),
+        (backend.logged_model_experiment, "m-" + "a" * 32 + "\n", "malformed logged model id"),
+    ]:
+        with pytest.raises(BadRequest, match=message):
+            call(value)
