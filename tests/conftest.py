@@ -20,13 +20,26 @@ import yaml
 from mlflow_guard.core import keys
 from mlflow_guard.core.policy import Purpose
 
+_MLFLOW_ENV = (
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+)
+_URI_GLOBALS = (
+    ("mlflow.tracking._tracking_service.utils", "_tracking_uri"),
+    ("mlflow.tracking._model_registry.utils", "_registry_uri"),
+)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _no_mlflow_state_leaks_across_modules() -> Iterator[None]:
     """MLflow's ``set_experiment`` exports ``MLFLOW_EXPERIMENT_ID`` to the process environment
     (for child processes); a test module that used one store must not leave that id, or the
-    fluent API's active experiment, to the next module, which may use another store."""
-    before = {k: os.environ.get(k) for k in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
+    fluent API's active experiment, or a tracking/registry URI set with ``mlflow.set_*_uri``,
+    to the next module, which may use another store."""
+    before = {k: os.environ.get(k) for k in _MLFLOW_ENV}
+    uris = {m: getattr(sys.modules[m], a, None) for m, a in _URI_GLOBALS if m in sys.modules}
     yield
     for k, v in before.items():
         if v is None:
@@ -38,6 +51,9 @@ def _no_mlflow_state_leaks_across_modules() -> Iterator[None]:
         fluent._active_experiment_id = None  # type: ignore[attr-defined]
         while fluent.active_run() is not None:  # type: ignore[attr-defined]
             fluent.end_run()  # type: ignore[attr-defined]
+    for m, a in _URI_GLOBALS:  # set_tracking_uri / set_registry_uri are process-global
+        if m in sys.modules:
+            setattr(sys.modules[m], a, uris.get(m))
 
 
 PASSPHRASE = "correct horse battery staple"
