@@ -17,7 +17,8 @@ from mlflow_guard.store.guard_store import GuardStore
 
 @dataclass(frozen=True)
 class AuditSnapshot:
-    """Entries ``1..head`` in order, the head record, checkpoints up to it, stray rows."""
+    """Entries ``1..head`` in order, the head record, checkpoints (up to it, and any beyond the
+    head: evidence of a cut tail), stray rows."""
 
     entries: list[chain.AuditEntry]
     head: tuple[int, str]
@@ -34,9 +35,14 @@ def take(store: GuardStore) -> AuditSnapshot:
     """
     head = store.head()
     entries = list(store.iter_audit(end_seq=head[0]))
-    checkpoints = [c for c in store.checkpoints() if c.seq <= head[0]]
+    every = store.checkpoints()
     stored_max = store.max_seq()
     later_head = store.head()[0]
+    # A checkpoint is only ever written for a head that existed, and the head only moves
+    # forward: one beyond the head read *after* the checkpoints signs entries that are gone
+    # (tail deleted, head rewound). Keep it, so verification reports the truncation; skip only
+    # those written concurrently between the two head reads.
+    checkpoints = [c for c in every if c.seq <= head[0] or c.seq > later_head]
     return AuditSnapshot(
         entries, head, checkpoints, stored_max if stored_max > later_head else None
     )
