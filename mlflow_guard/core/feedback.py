@@ -38,6 +38,8 @@ class Reason(StrEnum):
     REPLAY = "replay"
     QUOTA = "quota"
     SKEW = "skew"
+    UNCOMMITTED = "uncommitted"
+    """In the dataset file past its last committed size (an append whose commit failed)."""
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,18 @@ accepted = sa.Table(
     sa.UniqueConstraint("source", "record_id", name="uq_guard_feedback_accepted_record"),
 )
 
+files = sa.Table(
+    "guard_feedback_files",
+    metadata,
+    sa.Column("dataset_key", sa.String(64), primary_key=True),
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("tail_len", sa.Integer, nullable=False),
+    sa.Column("tail_sha256", sa.String(64), nullable=False),
+    sa.Column("batch_id", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 
 def database_uri(policy: Policy, explicit: str | None = None) -> str:
     """The guard database URI: ``explicit``, else ``$MLFLOW_GUARD_DATABASE_URI``, else policy."""
@@ -113,6 +125,33 @@ class Claim:
     source: str
     record_id: str
     record_ts: int
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the database knows of a dataset file (the CLI's destination) at its last commit.
+
+    Attributes:
+        dataset: the file's name (see :func:`mlflow_guard.feedback.repair.dataset_name`).
+        size: its length in bytes when the last transaction that appended to it committed.
+        tail_len: how many bytes before ``size`` ``tail_sha256`` covers.
+        tail_sha256: hex sha256 of the file's bytes ``[size - tail_len, size)``.
+    """
+
+    dataset: str
+    size: int
+    tail_len: int
+    tail_sha256: str
+
+    @property
+    def key(self) -> str:
+        """Primary key of the row: hex sha256 of ``dataset`` (a name of any length)."""
+        return dataset_key(self.dataset)
+
+
+def dataset_key(dataset: str) -> str:
+    """The ``guard_feedback_files`` key of a dataset name."""
+    return hashlib.sha256(dataset.encode("utf-8")).hexdigest()
 
 
 class Tx:
@@ -224,6 +263,73 @@ class Tx:
         """Store quarantine entries (see :mod:`mlflow_guard.feedback.quarantine`)."""
         if rows:
             self.conn.execute(quarantine.insert(), list(rows))
+
+    def file_state(self, dataset: str) -> FileState | None:
+        """The committed state of the dataset file ``dataset``, or ``None`` if never recorded."""
+        q = sa.select(files.c.size, files.c.tail_len, files.c.tail_sha256).where(
+            files.c.dataset_key == dataset_key(dataset)
+        )
+        row = self.conn.execute(q).first()
+        if row is None:
+            return None
+        return FileState(dataset, int(row[0]), int(row[1]), str(row[2]))
+
+    def adopt_file(self, state: FileState, batch_id: str, now: float) -> bool:
+        """Record ``state`` for a dataset that has no row; ``False`` if another writer did first."""
+        values = {
+            "dataset_key": state.key,
+            "dataset": state.dataset,
+            "size": state.size,
+            "tail_len": state.tail_len,
+            "tail_sha256": state.tail_sha256,
+            "batch_id": batch_id,
+            "updated_at": now,
+        }
+        dialect = self.conn.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            ins: Any
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                ins = sqlite_insert(files)
+            else:
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                ins = pg_insert(files)
+            res = self.conn.execute(ins.values(values).on_conflict_do_nothing())
+            return bool(res.rowcount)
+        nested = self.conn.begin_nested()
+        try:
+            self.conn.execute(files.insert().values(values))
+        except sa.exc.IntegrityError:
+            nested.rollback()
+            return False
+        nested.commit()
+        return True
+
+    def advance_file(self, old: FileState, new: FileState, batch_id: str, now: float) -> bool:
+        """Move a dataset's row from ``old`` to ``new``; ``False`` if the row is not ``old``.
+
+        A compare-and-set: a writer that does not share the file lock (another host with the
+        same database) cannot silently overwrite a state it never saw.
+        """
+        res = self.conn.execute(
+            files.update()
+            .where(
+                files.c.dataset_key == old.key,
+                files.c.size == old.size,
+                files.c.tail_len == old.tail_len,
+                files.c.tail_sha256 == old.tail_sha256,
+            )
+            .values(
+                size=new.size,
+                tail_len=new.tail_len,
+                tail_sha256=new.tail_sha256,
+                batch_id=batch_id,
+                updated_at=now,
+            )
+        )
+        return bool(res.rowcount)
 
     def purge(self, before: float) -> int:
         """Forget replay-store entries claimed before ``before``; return how many."""
