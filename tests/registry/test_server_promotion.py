@@ -485,3 +485,28 @@ def test_copy_of_a_version_whose_artifacts_were_swapped_is_refused(
     assert "not the ones that version was registered with" in str(e.value)
     assert recorded[:16] in str(e.value)
     assert not alice.search_model_versions(f"name = '{dst}'")
+
+
+def test_key_usage_through_the_server(
+    reg_env: Env,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``mlflow-guard keys usage`` against a guard server: the signer and the authenticated
+    registrant the server recorded, judged against the server's policy."""
+    from mlflow_guard.cli import run
+
+    alice = client_as(reg_env, "alice", monkeypatch)
+    name = "fraud-key-usage"
+    v, _ = new_version(reg_env, alice, name, tmp_path, signer="ci")
+    client_as(reg_env, "admin", monkeypatch)  # the command runs with the admin's credentials
+    pub = reg_env.root / "keys" / "ci.pub"
+    rc = run(["keys", "usage", str(pub), "--tracking-uri", reg_env.url,
+              "--policy", str(reg_env.root / "guard.yaml"), "--json"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0, out
+    mine = [x for x in out["versions"] if x["name"] == name]
+    assert [(x["version"], x["signer"], x["status"], x["created_by"]) for x in mine] == [
+        (v, "ci", "trusted", "alice")
+    ]
