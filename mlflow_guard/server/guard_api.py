@@ -23,6 +23,8 @@ from mlflow_guard.server.routes import AUTHENTICATED, SERVER_ADMIN, RouteSpec, r
 _log = logging.getLogger(__name__)
 PREFIX = "/api/2.0/mlflow-guard"
 BP = "mlflow_guard_api"
+DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
+MAX_TOKEN_LIFETIME = timedelta(days=3650)
 
 
 def _routes() -> dict[str, RouteSpec]:
@@ -56,10 +58,40 @@ def install(app: Any, guard: Guard, database_uri: str) -> None:
     def refuse(status: int, msg: str) -> Any:
         return jsonify(
             {
-                "error_code": "PERMISSION_DENIED" if status == 403 else "INVALID_PARAMETER_VALUE",
+                "error_code": {
+                    403: "PERMISSION_DENIED",
+                    404: "RESOURCE_DOES_NOT_EXIST",
+                    409: "RESOURCE_ALREADY_EXISTS",
+                }.get(status, "INVALID_PARAMETER_VALUE"),
                 "message": f"mlflow-guard: {msg}",
             }
         ), status
+
+    def user_store(call: Any, name: str, *args: Any, **kw: Any) -> Any:
+        """Run a user-store call; MLflow's errors become 404/409/400 with our own message.
+
+        MLflow's message is not passed on: for a duplicate user it quotes the failed SQL
+        statement, password hash included.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            call(name, *args, **kw)
+        except MlflowException as e:
+            _log.info("user store refused %r: %s", name, e.error_code)
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return refuse(404, f"no user {name!r}")
+            if e.error_code == "RESOURCE_ALREADY_EXISTS":
+                return refuse(409, f"user {name!r} already exists")
+            return refuse(400, f"the user store refused the change for {name!r} ({e.error_code})")
+        return None
+
+    def caller_token_expiry(p: Principal) -> tuple[bool, datetime | None]:
+        """(authenticated by a token, that token's expiry)."""
+        if not p.via.startswith("token:"):
+            return False, None
+        info = guard.store.get_token(p.via.removeprefix("token:"))
+        return True, info.expires_at if info is not None else datetime.now(UTC)
 
     def self_or_admin(user: str, what: str) -> Any:
         p = me()
@@ -102,16 +134,21 @@ def install(app: Any, guard: Guard, database_uri: str) -> None:
         name, pw = str(b.get("username", "")), str(b.get("password", ""))
         if not name or not pw:
             return refuse(400, "username and password are required")
-        guard.users.create_user(name, pw, bool(b.get("is_admin", False)))
+        if (
+            r := user_store(guard.users.create_user, name, pw, bool(b.get("is_admin")))
+        ) is not None:
+            return r
         guard.store.bump_revision()
         return jsonify({"user": {"username": name}})
 
     @bp.delete("/users/delete")
     def delete_user() -> Any:
         name = str(body().get("username", ""))
-        guard.users.delete_user(name)
-        guard.store.bump_revision()
-        return jsonify({})
+        if (r := user_store(guard.users.delete_user, name)) is not None:
+            return r
+        # The account is gone: so are its API tokens (a new account of that name starts clean).
+        revoked = guard.store.revoke_user_tokens(name)
+        return jsonify({"tokens_revoked": revoked})
 
     @bp.patch("/users/update-password")
     def update_password() -> Any:
@@ -119,9 +156,17 @@ def install(app: Any, guard: Guard, database_uri: str) -> None:
         name, pw = str(b.get("username", "")), str(b.get("password", ""))
         if not name or not pw:
             return refuse(400, "username and password are required")
+        if name == me().user and caller_token_expiry(me())[0]:
+            # A leaked token must not become a password (which never expires).
+            return refuse(
+                403,
+                "changing your own password needs your current password: sign in with HTTP "
+                "Basic, not an API token",
+            )
         if (r := self_or_admin(name, "change the password")) is not None:
             return r
-        guard.users.update_user(name, password=pw)
+        if (r := user_store(guard.users.update_user, name, password=pw)) is not None:
+            return r
         guard.store.bump_revision()
         return jsonify({})
 
@@ -131,19 +176,37 @@ def install(app: Any, guard: Guard, database_uri: str) -> None:
         user = str(b.get("user") or me().user)
         if (r := self_or_admin(user, "create a token")) is not None:
             return r
-        expires = None
+        lifetime = DEFAULT_TOKEN_LIFETIME
         if b.get("expires_in_seconds") is not None:
             try:
-                expires = datetime.now(UTC) + timedelta(seconds=int(b["expires_in_seconds"]))
+                seconds = int(b["expires_in_seconds"])
             except (TypeError, ValueError):
                 return refuse(400, "expires_in_seconds must be an integer")
+            if not 0 < seconds <= MAX_TOKEN_LIFETIME.total_seconds():
+                return refuse(
+                    400,
+                    f"expires_in_seconds must be between 1 and {MAX_TOKEN_LIFETIME.days} days "
+                    f"({int(MAX_TOKEN_LIFETIME.total_seconds())})",
+                )
+            lifetime = timedelta(seconds=seconds)
+        expires = datetime.now(UTC) + lifetime
+        via_token, parent_expiry = caller_token_expiry(me())
+        if via_token and (parent_expiry is None or expires > parent_expiry):
+            # Otherwise a leaked short-lived token buys a longer-lived one (never-expiring
+            # parents included: they get no children, use Basic auth to create tokens).
+            return refuse(
+                403,
+                "a token created with an API token may not outlive the token used "
+                f"(expires {parent_expiry.isoformat() if parent_expiry else 'never'}); pass a "
+                "shorter expires_in_seconds or sign in with HTTP Basic",
+            )
         token_id, secret = guard.store.create_token(user, expires, str(b.get("description", "")))
         return jsonify(
             {
                 "token_id": token_id,
                 "token": secret,
                 "user": user,
-                "expires_at": expires.isoformat() if expires else None,
+                "expires_at": expires.isoformat(),
             }
         )
 

@@ -193,6 +193,23 @@ class GuardStore(Database):
 
         return self._run("revoke a token", _revoke, write=True)
 
+    def revoke_user_tokens(self, user: str) -> int:
+        """Revoke every active token of ``user`` (e.g. the account was deleted); return how many.
+
+        The revision is bumped in the same transaction, so every replica refuses them at once.
+        """
+
+        def _revoke(conn: Connection) -> int:
+            res = conn.execute(
+                update(t.tokens)
+                .where(t.tokens.c.user_name == user, t.tokens.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+            _bump(conn)
+            return int(res.rowcount)
+
+        return self._run("revoke a user's tokens", _revoke, write=True)
+
     # -- audit chain ------------------------------------------------------------------------
 
     def append_audit(self, event: chain.AuditEvent) -> chain.AuditEntry:
