@@ -9,8 +9,12 @@ pickle (walked recursively).
 
 from __future__ import annotations
 
+import codecs
+import io
 import pickletools
+import re
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -31,10 +35,137 @@ _MAX_STR = 4096
 _MAX_DICT = 4096
 _JOBLIB_WRAPPER = Global("joblib.numpy_pickle", "NumpyArrayWrapper")
 _SKIP_CHUNK = 1 << 20
+_MAX_LINE = 64 << 20
 
 
 class PickleParseError(Exception):
     """The stream is not a well-formed pickle (or uses something the walker refuses)."""
+
+
+_CODE2OP = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
+# Length-prefixed arguments: (bytes in the length, signed). Long ones are skipped, never held.
+_SIZED = {
+    "BINSTRING": (4, True),
+    "SHORT_BINSTRING": (1, False),
+    "BINBYTES": (4, False),
+    "SHORT_BINBYTES": (1, False),
+    "BINBYTES8": (8, False),
+    "BYTEARRAY8": (8, False),
+    "BINUNICODE": (4, False),
+    "SHORT_BINUNICODE": (1, False),
+    "BINUNICODE8": (8, False),
+    "LONG4": (4, True),
+}
+_STRTOL0 = re.compile(rb"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+
+
+def _int(text: bytes, base: int) -> int | None:
+    try:
+        return int(text, base)
+    except ValueError:
+        return None
+
+
+def _strtol0(text: bytes) -> int | None:
+    """C ``strtol(text, &end, 0)`` when it consumes the whole text (a leading 0 means octal)."""
+    m = _STRTOL0.fullmatch(text)
+    if m is None:
+        return None
+    body = m.group(2)
+    base = 16 if body[:2].lower() == b"0x" else 8 if body.startswith(b"0") else 10
+    return -int(body, base) if m.group(1) == b"-" else int(body, base)
+
+
+def _line(stream: IO[bytes]) -> bytes:
+    data = stream.readline(_MAX_LINE + 1)
+    if not data.endswith(b"\n"):
+        if len(data) > _MAX_LINE:
+            raise PickleParseError(f"text argument longer than {_MAX_LINE >> 20} MiB")
+        raise PickleParseError("pickle exhausted inside a text argument (no newline)")
+    return data[:-1]
+
+
+def _text_int(name: str, text: bytes) -> object:
+    """INT/LONG as the unpicklers read them: value, OPAQUE when they disagree, error if both fail.
+
+    pickle.py reads both with base 0; _pickle reads INT with C ``strtol`` base 0 (a leading 0 is
+    octal) and LONG with base 10. pickletools reads base 10, so a hex INT stopped the walk there.
+    """
+    if name == "INT":
+        if text in (b"00", b"01"):
+            return text == b"01"
+        py_val, c_val = _int(text, 0), _strtol0(text)
+        if c_val is None:
+            c_val = py_val
+    else:
+        text = text[:-1] if text.endswith(b"L") else text
+        py_val, c_val = _int(text, 0), _int(text, 10)
+    if py_val is None and c_val is None:
+        raise PickleParseError(f"invalid {name} literal")
+    return py_val if py_val == c_val else OPAQUE
+
+
+def _skip(stream: IO[bytes], n: int) -> None:
+    while n > 0:
+        got = len(stream.read(min(n, _SKIP_CHUNK)))
+        if got == 0:
+            raise PickleParseError("pickle exhausted inside an argument")
+        n -= got
+
+
+def _ops(stream: IO[bytes]) -> Iterator[tuple[str, Any]]:
+    """Like :func:`pickletools.genops`, but reading arguments the way the unpicklers do.
+
+    Text arguments of INT/LONG/GLOBAL/INST/STRING are decoded as ``pickle``/``_pickle`` decode
+    them (pickletools is stricter: the walk stopped where a loader went on). Byte and string
+    arguments longer than the walker models are skipped in chunks, not read into memory; a text
+    line may not exceed 64 MiB.
+    """
+    while True:
+        code = stream.read(1)
+        op = _CODE2OP.get(code)
+        if op is None:
+            raise PickleParseError("pickle exhausted before STOP" if not code else
+                                   f"unknown opcode {code!r}")  # fmt: skip
+        name = op.name
+        arg: Any = None
+        if name in _SIZED:
+            width, signed = _SIZED[name]
+            raw = stream.read(width)
+            if len(raw) != width:
+                raise PickleParseError(f"pickle exhausted inside {name}")
+            n = int.from_bytes(raw, "little", signed=signed)
+            if n < 0:
+                raise PickleParseError(f"{name} with a negative length")
+            if n > _MAX_STR:
+                _skip(stream, n)
+                arg = OPAQUE
+            else:
+                data = stream.read(n)
+                if len(data) != n:
+                    raise PickleParseError(f"pickle exhausted inside {name}")
+                if name in ("BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"):
+                    arg = data.decode("utf-8", "surrogatepass")
+                elif name in ("BINSTRING", "SHORT_BINSTRING"):
+                    arg = data.decode("latin-1")
+                elif name == "LONG4":
+                    arg = int.from_bytes(data, "little", signed=True)
+        elif name in ("INT", "LONG"):
+            arg = _text_int(name, _line(stream))
+        elif name in ("GLOBAL", "INST"):
+            arg = f"{_line(stream).decode()} {_line(stream).decode()}"
+        elif name == "STRING":
+            text = _line(stream)
+            if len(text) < 2 or text[0] != text[-1] or text[:1] not in (b"'", b'"'):
+                raise PickleParseError("STRING argument is not quoted")
+            arg = codecs.escape_decode(text[1:-1])[0].decode("latin-1")
+        elif op.arg is not None and op.arg.n == pickletools.UP_TO_NEWLINE:
+            arg = op.arg.reader(io.BytesIO(_line(stream) + b"\n"))
+        elif op.arg is not None:
+            arg = op.arg.reader(stream)
+        yield name, arg
+        if name == "STOP":
+            return
 
 
 @dataclass
@@ -109,11 +240,8 @@ class _Walker:
 
     # -- main loop -----------------------------------------------------------------------------
     def run(self) -> None:
-        for op, arg, _pos in pickletools.genops(self.stream):
-            self.step(op.name, arg)
-            if op.name == "STOP":
-                return
-        raise PickleParseError("stream ended without STOP")
+        for name, arg in _ops(self.stream):
+            self.step(name, arg)
 
     def step(self, name: str, arg: Any) -> None:
         st = self.stack

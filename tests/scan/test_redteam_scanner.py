@@ -1,0 +1,110 @@
+"""Red-team tests: files crafted to get past the scanner while a real loader runs their code.
+
+Each case is built twice from the same recipe: once aimed at ``canary`` and scanned (the scan must
+report it, say why, and never create ``canary``), and once aimed at a separate ``live`` marker
+and loaded by the real loader in a fresh interpreter, proving the bytes the scanner refuses really
+run code there (a test whose payload is broken could not fail).
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mlflow_guard.core.scan import scan_directory, scan_file
+
+
+def _s(text: str) -> bytes:
+    raw = text.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+def _system_p0(marker: Path) -> bytes:
+    """Protocol 0: ``os.system("touch <marker>")``."""
+    return f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
+
+
+def _load(code: str, cwd: Path) -> None:
+    """Run loader ``code`` in a fresh interpreter (never in the test process)."""
+    subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, timeout=180
+    )
+
+
+def _prove_live(tmp_path: Path, name: str, recipe: Callable[[Path], bytes], loader: str) -> None:
+    """Load ``recipe(live)`` with ``loader`` (code using ``p``) in a subprocess: it must run."""
+    d = tmp_path / "live"
+    d.mkdir(exist_ok=True)
+    live = d / "LIVE"
+    (d / name).write_bytes(recipe(live))
+    _load(f"p = {str(d / name)!r}\n{loader}", d)
+    assert live.exists(), "the payload does not run under the real loader: the test proves nothing"
+
+
+# -- pickle parsing: the walker must never stop where a real unpickler goes on -----------------
+
+PARSER_CASES = {
+    # INT is parsed with base 0 by both unpicklers; pickletools reads base 10 and gave up, and a
+    # file of unknown type that "fails to parse" before calling anything was ignored.
+    "int_hex": (lambda m: b"I0x1\n0" + _system_p0(m), "import pickle; pickle.load(open(p, 'rb'))"),
+    # LONG: pickle.py (joblib's unpickler) also uses base 0.
+    "long_hex": (lambda m: b"L0x1L\n0" + _system_p0(m), "import joblib; joblib.load(p)"),
+    # STRING: pickletools insists on ASCII; a loader with encoding='latin1' does not.
+    "string_latin1": (
+        lambda m: b"S'\xe9'\n0" + _system_p0(m),
+        "import pickle; pickle.load(open(p, 'rb'), encoding='latin1')",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARSER_CASES))
+def test_unknown_file_whose_first_opcode_pickletools_rejects(
+    tmp_path: Path, canary: Path, case: str
+) -> None:
+    recipe, loader = PARSER_CASES[case]
+    (tmp_path / "weights.data").write_bytes(recipe(canary))
+    report = scan_file(tmp_path / "weights.data")
+    assert report.imports == ["os.system"], [f.reason for f in report.findings]
+    assert "imports outside the allowlist: os.system" in report.findings[0].reason
+    assert not canary.exists()
+    _prove_live(tmp_path, "weights.data", recipe, loader)
+
+
+def test_same_under_a_pickle_name_is_reported_by_import_not_as_malformed(
+    tmp_path: Path, canary: Path
+) -> None:
+    (tmp_path / "model.pkl").write_bytes(b"I0x1\n0" + _system_p0(canary))
+    reasons = [f.reason for f in scan_file(tmp_path / "model.pkl").findings]
+    assert reasons == ["imports outside the allowlist: os.system (loading this file can run code)"]
+    assert not canary.exists()
+
+
+def test_text_files_still_pass(tmp_path: Path) -> None:
+    (tmp_path / "NOTES").write_text("I am a note\nLong line\nS no quotes\n")
+    (tmp_path / "README").write_text("Int: 0x10\ncommon words\n")
+    assert scan_directory(tmp_path).safe
+
+
+def test_huge_byte_string_is_skipped_not_held_in_memory(tmp_path: Path) -> None:
+    size = 256 << 20
+    payload = b"\x80\x04\x8e" + size.to_bytes(8, "little")
+    with gzip.open(tmp_path / "big.joblib", "wb", compresslevel=1) as f:
+        f.write(payload)
+        for _ in range(size >> 20):
+            f.write(bytes(1 << 20))
+        f.write(b".")
+    tracemalloc.start()
+    try:
+        report = scan_file(tmp_path / "big.joblib")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.safe, report.findings
+    assert peak < 32 << 20, f"scanning held {peak >> 20} MiB for a 256 MiB byte string"
