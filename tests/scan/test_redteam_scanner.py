@@ -108,3 +108,40 @@ def test_huge_byte_string_is_skipped_not_held_in_memory(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert report.safe, report.findings
     assert peak < 32 << 20, f"scanning held {peak >> 20} MiB for a 256 MiB byte string"
+
+
+# -- files the scanner skipped by name while a loader reads them --------------------------------
+
+
+def _sklearn_model_dir(root: Path, marker: Path) -> Path:
+    """An MLflow sklearn model whose MLmodel names ``model.json`` as the pickled model."""
+    root.mkdir()
+    (root / "MLmodel").write_text(
+        "flavors:\n  sklearn:\n    pickled_model: model.json\n"
+        "    serialization_format: pickle\n    sklearn_version: 1.0\n"
+    )
+    (root / "model.json").write_bytes(_system_p0(marker))
+    return root
+
+
+def test_pickle_under_a_data_suffix_named_by_mlmodel(tmp_path: Path, canary: Path) -> None:
+    model = _sklearn_model_dir(tmp_path / "model", canary)
+    report = scan_directory(model)
+    assert [f.path for f in report.findings] == ["model.json"]
+    assert report.imports == ["os.system"]
+    assert "imports outside the allowlist: os.system" in report.findings[0].reason
+    assert not canary.exists()
+    live = tmp_path / "LIVE"
+    live_model = _sklearn_model_dir(tmp_path / "l", live)
+    _load(f"import mlflow.sklearn; mlflow.sklearn.load_model({str(live_model)!r})", tmp_path)
+    assert live.exists(), "mlflow.sklearn.load_model did not unpickle model.json"
+
+
+def test_data_files_are_still_counted_as_data(tmp_path: Path) -> None:
+    (tmp_path / "MLmodel").write_text("artifact_path: model\nflavors:\n  sklearn: {}\n")
+    (tmp_path / "conda.yaml").write_text("channels:\n- conda-forge\ndependencies:\n- python\n")
+    (tmp_path / "input_example.json").write_text('{"columns": ["a"], "data": [[1]]}')
+    (tmp_path / "requirements.txt").write_text("mlflow==3.17\nscikit-learn\n")
+    report = scan_directory(tmp_path)
+    assert report.safe, report.findings
+    assert report.formats == {"data": 4}

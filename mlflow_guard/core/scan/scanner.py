@@ -10,8 +10,9 @@ Dispatch is by magic bytes first, then by name:
 * pickles (protocol 2–5 magic, or any stream under a pickle-like name) are walked opcode by
   opcode; every import must be on the allowlist; a parse error is a finding (fail closed);
 * ``.safetensors`` and ``.onnx`` are validated as such (a mismatch is a finding);
-* any other file is walked as a possible protocol 0/1 pickle; if it does not parse, it is
-  reported only if it would call something before failing (text fails on its first bytes).
+* any other file (data files too: an ``MLmodel`` may name ``model.json`` as the pickle to load)
+  is walked as a possible protocol 0/1 pickle; if it does not parse, it is reported only if it
+  would call something before failing (text fails on its first bytes).
 """
 
 from __future__ import annotations
@@ -70,8 +71,13 @@ def _pickle_like(name: str) -> bool:
     return bool(set(sfx) & PICKLE_SUFFIXES) or p.name in ("data.pkl", "constants.pkl")
 
 
-def _scan_pickles(ctx: _Ctx, label: str, stream: IO[bytes], *, strict: bool) -> None:
-    """Walk every pickle in ``stream`` (loaders may call ``pickle.load`` repeatedly)."""
+def _scan_pickles(
+    ctx: _Ctx, label: str, stream: IO[bytes], *, strict: bool, plain: str = "other"
+) -> None:
+    """Walk every pickle in ``stream`` (loaders may call ``pickle.load`` repeatedly).
+
+    ``plain`` is the format counted when a non-strict stream turns out not to be a pickle.
+    """
     first = True
     while True:
         if not first:
@@ -87,7 +93,7 @@ def _scan_pickles(ctx: _Ctx, label: str, stream: IO[bytes], *, strict: bool) -> 
             harmless = not (res.calls or res.problems) if first else not res.acted
             if harmless:
                 if first:
-                    ctx.report.count("other")
+                    ctx.report.count(plain)
                 return
         if first:
             ctx.report.count("pickle")
@@ -162,10 +168,11 @@ def _dispatch(ctx: _Ctx, label: str, name: str, raw: IO[bytes], size: int, depth
             _compressed(ctx, label, name, fmt, stream, depth)
         elif fmt == "pickle" or _pickle_like(name):
             _scan_pickles(ctx, label, stream, strict=True)
-        elif sfx in SAFE_DATA_SUFFIXES or PurePosixPath(name).name in _NAME_HINTS or not head:
+        elif not head:
             ctx.report.count("data")
-        else:
-            _scan_pickles(ctx, label, stream, strict=False)
+        else:  # an MLmodel may name any file as the pickle to load: walk data files too
+            data = sfx in SAFE_DATA_SUFFIXES or PurePosixPath(name).name in _NAME_HINTS
+            _scan_pickles(ctx, label, stream, strict=False, plain="data" if data else "other")
     except _streams.ScanLimit as e:
         ctx.find(label, f"{e}; raise the limit (max_bytes) if this file is expected to be large")
     except OSError as e:
