@@ -145,3 +145,48 @@ def test_data_files_are_still_counted_as_data(tmp_path: Path) -> None:
     report = scan_directory(tmp_path)
     assert report.safe, report.findings
     assert report.formats == {"data": 4}
+
+
+# -- numpy: a dtype spelled so the scanner did not see objects ---------------------------------
+
+
+def _npy(descr: str, marker: Path) -> bytes:
+    """A .npy whose header declares ``descr`` and whose data is a pickle running ``touch``."""
+    import struct
+
+    header = f"{{'descr': {descr}, 'fortran_order': False, 'shape': (1,), }}".encode()
+    header += b" " * ((64 - (10 + len(header) + 1) % 64) % 64) + b"\n"
+    cmd = f"touch {marker}".encode()
+    data = b"\x80\x02cposix\nsystem\nX" + struct.pack("<I", len(cmd)) + cmd + b"\x85R."
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + data
+
+
+NPY_DESCRS = ["'object'", "'(2,)O'", "[('a', 'f8'), ['b', 'O']]", "['aO']"]
+
+
+@pytest.mark.parametrize("descr", NPY_DESCRS)
+def test_npy_object_dtype_by_another_name(tmp_path: Path, canary: Path, descr: str) -> None:
+    (tmp_path / "a.npy").write_bytes(_npy(descr, canary))
+    report = scan_file(tmp_path / "a.npy")
+    assert report.imports == ["posix.system"], [f.reason for f in report.findings]
+    assert not canary.exists()
+    if descr == "'object'":
+        loader = "import numpy; numpy.load(p, allow_pickle=True)"
+        _prove_live(tmp_path, "a.npy", lambda m: _npy(descr, m), loader)
+
+
+def test_npy_plain_dtypes_are_not_walked(tmp_path: Path) -> None:
+    import numpy as np
+
+    for i, a in enumerate(
+        [
+            np.arange(3.0),
+            np.array(["x"]),
+            np.zeros(2, "M8[ns]"),
+            np.zeros(2, [("a", "<f8"), ("b", "<i4", (2,))]),
+        ]
+    ):
+        np.save(tmp_path / f"{i}.npy", a)
+    report = scan_directory(tmp_path)
+    assert report.safe, report.findings
+    assert report.formats == {"npy": 4}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import struct
 from typing import IO, Any
 
@@ -47,12 +48,26 @@ SKOPS_LOADERS = frozenset(
 )
 
 
+# Type strings that hold no Python objects (what ``dtype.str`` writes, plus one-letter codes).
+_PLAIN_DESCR = re.compile(r"[<>|=]?[?bBhHiIlLqQpPnNefdgFDGuSUVacmM][0-9]*(\[[0-9]*[A-Za-z]+\])?")
+
+
 def _descr_has_object(descr: object) -> bool:
+    """True unless ``descr`` is provably object-free, read as ``numpy.lib.format`` reads it.
+
+    An allowlist of type strings: ``'object'``, ``'(2,)O'`` or a field given as the string
+    ``'aO'`` all make numpy unpickle the data.
+    """
     if isinstance(descr, str):
-        return descr.lstrip("<>|=").startswith("O")
-    if isinstance(descr, list | tuple):
-        return any(_descr_has_object(d) for d in descr)
-    return True  # unknown shape of descriptor: treat as object (fail closed)
+        return _PLAIN_DESCR.fullmatch(descr) is None
+    if isinstance(descr, tuple):  # (subtype, shape)
+        return len(descr) != 2 or _descr_has_object(descr[0])
+    if isinstance(descr, list):  # fields: (name, descr) or (name, descr, shape)
+        return any(
+            not (isinstance(f, tuple | list | str) and len(f) in (2, 3)) or _descr_has_object(f[1])
+            for f in descr
+        )
+    return True  # any other literal: treat as object (fail closed)
 
 
 def read_npy_header(stream: IO[bytes]) -> tuple[dict[str, Any] | None, str]:
