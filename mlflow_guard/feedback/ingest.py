@@ -19,7 +19,11 @@ a rollback, so the order is chosen by what each failure leaves behind:
   so the dataset holds no record the replay store does not know, and the rejected records are
   safe in the quarantine. Re-running quarantines them a second time, which is harmless: release
   claims the record in the replay store, so it can be released once;
-- the commit fails after the append: the one remaining window (see docs/feedback.md).
+- the commit fails after the append (or the process dies between them): the dataset holds
+  records the replay store does not know. The dataset's committed size moves in the same
+  transaction and the file stays locked until the transaction has ended, so the next ingest or
+  release into it finds those bytes past the committed size and moves them to the quarantine
+  (reason ``uncommitted``) before doing anything else (:mod:`mlflow_guard.feedback.repair`).
 
 The reverse order (dataset, then quarantine) turns a failed quarantine write into records in
 the dataset that the replay store forgot, which a re-run appends again. The append is last
@@ -33,10 +37,12 @@ a record in the dataset that the replay store does not know.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,7 +53,10 @@ from mlflow_guard.core.feedback import Reason, RecordChecker, Rejection, SourceK
 from mlflow_guard.core.policy import Policy
 from mlflow_guard.core.trust import TrustStore
 from mlflow_guard.feedback.quarantine import Entry
+from mlflow_guard.feedback.repair import Tail
 from mlflow_guard.feedback.store import Claim, FeedbackStore, Tx
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,11 +68,24 @@ class Accepted:
     raw: bytes
 
 
+TailSink = Callable[[Tx, Tail], None]
+"""Quarantines the uncommitted end of a dataset file, inside the transaction given."""
+
+
 class Destination(Protocol):
     """Where accepted records go (a JSONL file for the CLI, a table for the server)."""
 
+    def held(
+        self, store: FeedbackStore, batch_id: str, now: float, quarantine: TailSink
+    ) -> AbstractContextManager[None]:
+        """Held around a batch (or release), from before its transaction until after it ends.
+
+        A destination outside the database locks itself here and first repairs what an earlier
+        failed commit left in it, handing those records to ``quarantine``.
+        """
+
     def write(self, tx: Tx, batch_id: str, records: list[Accepted], now: float) -> None:
-        """Store ``records``; raising rolls back the claim."""
+        """Store ``records`` (only inside :meth:`held`); raising rolls back the claim."""
 
 
 class QuarantineSink(Protocol):
@@ -81,6 +103,8 @@ class BatchResult:
     accepted: list[Accepted] = field(default_factory=list)
     quarantined: list[Entry] = field(default_factory=list)
     skew: skew.SkewReport | None = None
+    uncommitted: list[Entry] = field(default_factory=list)
+    """Lines an earlier failed commit left in the dataset, moved to quarantine first."""
 
     def by_source(self) -> dict[str, list[str]]:
         """Accepted record ids per source."""
@@ -101,6 +125,10 @@ class BatchResult:
                 for e in self.quarantined
             ],
             "skew": self.skew.to_json() if self.skew else None,
+            "uncommitted": [
+                {"offset": e.detail["offset"], "qid": e.qid, "message": e.message}
+                for e in self.uncommitted
+            ],
         }
 
 
@@ -166,6 +194,62 @@ class Ingestor:
         """Ingest ``(line number, raw bytes)`` pairs as one batch."""
         now = self.clock()
         result = BatchResult(uuid.uuid4().hex)
+        sink = self._tail_sink(result.batch_id, now, result.uncommitted)
+        with self.destination.held(self.store, result.batch_id, now, sink):
+            self._ingest_held(lines, now, result)
+        return result
+
+    def _tail_sink(self, batch_id: str, now: float, into: list[Entry]) -> TailSink:
+        """Quarantine each uncommitted line of a dataset, byte-for-byte, reason ``uncommitted``.
+
+        ``received_at`` is now: when the line first arrived is not known (its commit failed),
+        so a release judges its freshness at the repair, never earlier.
+        """
+
+        def sink(tx: Tx, tail: Tail) -> None:
+            entries = [
+                Entry.new(
+                    batch_id,
+                    u.line,
+                    Reason.UNCOMMITTED.value,
+                    f"found in {tail.dataset} at byte {u.offset}, past its committed size "
+                    f"{tail.committed_size}: appended by a batch whose commit failed (or by "
+                    "hand); moved out of the dataset",
+                    u.raw,
+                    now,
+                    {
+                        "dataset": tail.dataset,
+                        "offset": u.offset,
+                        "committed_size": tail.committed_size,
+                    },
+                )
+                for u in tail.lines
+            ]
+            try:
+                self.quarantine.write(tx, entries)
+            except OSError as e:
+                raise UsageError(
+                    f"cannot write the quarantine {_os_error(e)}; nothing was ingested",
+                    details=[
+                        f"{tail.path} holds {tail.size - tail.committed_size} uncommitted byte(s) "
+                        "past its committed size; they stay there until they are quarantined",
+                    ],
+                    hint="fix the quarantine path (a file, writable, on a disk with free space) "
+                    "and run the same command again",
+                ) from e
+            _log.warning(
+                "%s: moved %d uncommitted line(s) (bytes %d..%d, left by a failed commit) to "
+                "the quarantine, reason 'uncommitted'",
+                tail.path,
+                len(entries),
+                tail.committed_size,
+                tail.size,
+            )
+            into.extend(entries)
+
+        return sink
+
+    def _ingest_held(self, lines: list[tuple[int, bytes]], now: float, result: BatchResult) -> None:
         rejected: list[Entry] = result.quarantined
 
         def reject(
@@ -181,7 +265,7 @@ class Ingestor:
                 reject(n, raw, Rejection(Reason.BATCH_TOO_LARGE, too_big))
             with self.store.transaction() as tx:
                 self._write_quarantine(tx, rejected)
-            return result
+            return
 
         checker = self.checker()
         candidates: list[Accepted] = []
@@ -242,7 +326,6 @@ class Ingestor:
             # the order is argued in the module docstring: quarantine, then dataset, then commit
             self._write_quarantine(tx, rejected)
             self._write_accepted(tx, result, now)
-        return result
 
     def _write_quarantine(self, tx: Tx, rejected: list[Entry]) -> None:
         try:
@@ -345,6 +428,15 @@ class Ingestor:
                 hint="this record cannot be released; keep it quarantined for investigation",
             )
         rec = out
+        repaired: list[Entry] = []
+        sink = self._tail_sink(uuid.uuid4().hex, now, repaired)
+        with self.destination.held(self.store, entry.batch_id, now, sink):
+            self._release_held(entry, rec, mark, now)
+        return rec
+
+    def _release_held(
+        self, entry: Entry, rec: fr.Record, mark: Callable[[Tx], bool], now: float
+    ) -> None:
         with self.store.transaction() as tx:
             if not tx.claim([Claim(rec.source, rec.id, rec.timestamp)], entry.batch_id, now):
                 raise VerificationError(
@@ -364,4 +456,3 @@ class Ingestor:
                     hint="fix the dataset path (a file, writable, on a disk with free space) and "
                     "release the entry again",
                 ) from e
-        return rec

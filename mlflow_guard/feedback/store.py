@@ -1,8 +1,10 @@
 """Feedback state in the guard database: replay store, batch history, quarantine, accepted records.
 
-Tables (``guard_feedback_*``) are created on first use in the database the policy names
-(``storage.database_uri``, overridable by ``$MLFLOW_GUARD_DATABASE_URI``); they should join the
-alembic migrations of :mod:`mlflow_guard.store`. Replicas share nothing but this database.
+Tables (``guard_feedback_*``) live in the database the policy names (``storage.database_uri``,
+overridable by ``$MLFLOW_GUARD_DATABASE_URI``) and are made by the alembic migrations of
+:mod:`mlflow_guard.store` when a store opens it. Replicas share nothing but this database.
+``guard_feedback_files`` holds the committed size of each CLI dataset file
+(:mod:`mlflow_guard.feedback.repair`).
 
 Uniqueness is decided by the database, never by read-then-write: a record's ``(source, id)`` is
 *claimed* with ``INSERT … ON CONFLICT DO NOTHING RETURNING``, and only the transaction whose row
