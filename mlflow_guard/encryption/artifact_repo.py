@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
+import re
 import shutil
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,26 @@ from mlflow_guard.encryption.kek import KeyEncryptionKey, LocalKeysetKEK
 _logger = logging.getLogger(__name__)
 PREFIX = "guard+"
 ENV_ALLOW_PLAINTEXT = "MLFLOW_GUARD_ALLOW_PLAINTEXT_ARTIFACTS"
+
+
+_OWNER_ID = re.compile(r"^(?:m-|tr-)?[0-9a-f]{32}$")
+
+
+def location(artifact_uri: str, path: str) -> str:
+    """The location a stored artifact is bound to (associated data of its ciphertext).
+
+    The file's path from the run (or logged model, trace) id on, ``RUN_ID/artifacts/REL``,
+    so ciphertext copied to another run or another file does not decrypt, while moving the
+    whole store (another bucket, prefix or host) keeps it readable. Paths outside MLflow's
+    layout are bound in full (scheme and host excluded).
+    """
+    base = urllib.parse.urlparse(inner_uri(artifact_uri)).path
+    full = posixpath.normpath(posixpath.join("/", base, path))
+    parts = [p for p in full.split("/") if p]
+    for i in range(len(parts) - 1):
+        if parts[i + 1] == "artifacts" and _OWNER_ID.match(parts[i]):
+            return "/".join(parts[i:])
+    return "/".join(parts)
 
 
 def inner_uri(artifact_uri: str) -> str:
@@ -64,8 +87,10 @@ class GuardArtifactRepository(ArtifactRepository):
         """Encrypt one file, then hand the ciphertext to the inner repository."""
         kek = self._key()
         with tempfile.TemporaryDirectory(prefix="mlflow-guard-enc-") as tmp:
-            enc = Path(tmp) / Path(local_file).name
-            envelope.encrypt_file(local_file, enc, kek)
+            name = Path(local_file).name
+            enc = Path(tmp) / name
+            at = location(self.artifact_uri, posixpath.join(artifact_path or "", name))
+            envelope.encrypt_file(local_file, enc, kek, location=at)
             self._inner.log_artifact(str(enc), artifact_path)  # type: ignore[no-untyped-call]
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
@@ -84,7 +109,9 @@ class GuardArtifactRepository(ArtifactRepository):
                             f"refusing to upload symlink {p}",
                             hint="copy the target into the folder instead of linking it",
                         )
-                    envelope.encrypt_file(p, root / rel / name, kek)
+                    rel_path = posixpath.join(artifact_path or "", *rel.parts, name)
+                    at = location(self.artifact_uri, rel_path)
+                    envelope.encrypt_file(p, root / rel / name, kek, location=at)
             self._inner.log_artifacts(str(root), artifact_path)  # type: ignore[no-untyped-call]
 
     def list_artifacts(self, path: str | None = None) -> list[Any]:
@@ -106,7 +133,8 @@ class GuardArtifactRepository(ArtifactRepository):
             shutil.copyfile(enc, local_path)
             return
         try:
-            envelope.decrypt_file(enc, local_path, self._key())
+            at = location(self.artifact_uri, name)
+            envelope.decrypt_file(enc, local_path, self._key(), location=at)
         except GuardError as e:
             # MLflow's runs:/ resolver swallows download errors; say why here too.
             _logger.error("mlflow-guard refused %s: %s", name, e.diagnostics())

@@ -1,10 +1,14 @@
 """The encrypted-artifact container: a small header naming the wrapping key, then Tink ciphertext.
 
 Layout: ``MAGIC`` (16 bytes) · header length (4 bytes, big endian) · header JSON
-(``alg``, ``kek_key_id``, ``wrapped_dek``: a Tink *encrypted keyset* in base64) · Tink streaming
-AEAD ciphertext (AES256-GCM-HKDF, 1 MiB segments; every segment authenticated, truncation and
-reordering detected). Decryption writes to a temporary file and renames only after the whole
-stream authenticated, so a caller never receives partial plaintext.
+(``alg``, ``kek_key_id``, ``wrapped_dek``: a Tink *encrypted keyset* in base64, and
+``bound: true`` when the ciphertext is bound to its location) · Tink streaming AEAD ciphertext
+(AES256-GCM-HKDF, 1 MiB segments; every segment authenticated, truncation and reordering
+detected). A bound ciphertext authenticates ``MAGIC || 0x00 || location`` as associated data, so
+the same bytes moved or copied to another artifact path (another run, another file) fail
+authentication; the location itself is not stored, the reader supplies where it read from.
+Decryption writes to a temporary file and renames only after the whole stream authenticated,
+so a caller never receives partial plaintext.
 """
 
 from __future__ import annotations
@@ -42,17 +46,18 @@ class Header:
     alg: str
     kek_key_id: int
     wrapped_dek: bytes
+    bound: bool = False
 
     def encode(self) -> bytes:
         """MAGIC + length + JSON."""
-        body = json.dumps(
-            {
-                "alg": self.alg,
-                "kek_key_id": self.kek_key_id,
-                "wrapped_dek": base64.b64encode(self.wrapped_dek).decode("ascii"),
-            },
-            sort_keys=True,
-        ).encode("utf-8")
+        doc: dict[str, object] = {
+            "alg": self.alg,
+            "kek_key_id": self.kek_key_id,
+            "wrapped_dek": base64.b64encode(self.wrapped_dek).decode("ascii"),
+        }
+        if self.bound:
+            doc["bound"] = True
+        body = json.dumps(doc, sort_keys=True).encode("utf-8")
         return MAGIC + struct.pack(">I", len(body)) + body
 
 
@@ -99,6 +104,7 @@ def read_header(src: BinaryIO, *, source: str = "artifact") -> Header:
             str(doc["alg"]),
             int(doc["kek_key_id"]),
             base64.b64decode(doc["wrapped_dek"], validate=True),
+            doc.get("bound", False) is True,
         )
     except (ValueError, KeyError, TypeError) as e:
         raise DecryptionError(f"{source}: malformed header", details=[str(e)]) from e
@@ -132,17 +138,28 @@ def _dek_primitive(header: Header, kek: KeyEncryptionKey, source: str) -> object
     return handle.primitive(streaming_aead.StreamingAead)
 
 
-def encrypt_stream(src: BinaryIO, dst: BinaryIO, kek: KeyEncryptionKey) -> int:
-    """Encrypt ``src`` into ``dst`` under a fresh data key; returns plaintext bytes read."""
+def _stream_ad(location: str | None) -> bytes:
+    if location is None:
+        return _STREAM_AD
+    return _STREAM_AD + b"\x00" + location.encode("utf-8")
+
+
+def encrypt_stream(
+    src: BinaryIO, dst: BinaryIO, kek: KeyEncryptionKey, *, location: str | None = None
+) -> int:
+    """Encrypt ``src`` into ``dst`` under a fresh data key; returns plaintext bytes read.
+
+    With ``location`` the ciphertext is bound to it: it decrypts only when read as ``location``.
+    """
     import tink
     from tink import proto_keyset_format, streaming_aead
 
     dek = tink.new_keyset_handle(streaming_aead.streaming_aead_key_templates.AES256_GCM_HKDF_1MB)
     wrapped = proto_keyset_format.serialize_encrypted(dek, kek.aead(), _DEK_AD)
-    dst.write(Header(ALG, kek.primary_id, wrapped).encode())
+    dst.write(Header(ALG, kek.primary_id, wrapped, location is not None).encode())
     total = 0
     prim = dek.primitive(streaming_aead.StreamingAead)
-    with prim.new_encrypting_stream(_NoClose(dst), _STREAM_AD) as enc:
+    with prim.new_encrypting_stream(_NoClose(dst), _stream_ad(location)) as enc:
         while chunk := src.read(CHUNK):
             enc.write(chunk)
             total += len(chunk)
@@ -150,37 +167,55 @@ def encrypt_stream(src: BinaryIO, dst: BinaryIO, kek: KeyEncryptionKey) -> int:
 
 
 def iter_decrypted(
-    src: BinaryIO, kek: KeyEncryptionKey, *, source: str = "artifact"
+    src: BinaryIO,
+    kek: KeyEncryptionKey,
+    *,
+    source: str = "artifact",
+    location: str | None = None,
 ) -> Iterator[bytes]:
     """Yield authenticated plaintext chunks (for hashing without writing plaintext to disk).
 
+    ``location`` is where the ciphertext was read from; a bound ciphertext (header
+    ``bound: true``) authenticates only there. Unbound (older) ciphertexts ignore it.
     A consumer must treat the data as untrusted until the iterator finished without error.
     """
     import tink
 
     header = read_header(src, source=source)
+    if header.bound and location is None:
+        raise DecryptionError(
+            f"{source} is bound to its artifact location, and none was given to check it",
+            hint="read it through the guard+ artifact repository",
+        )
     prim = _dek_primitive(header, kek, source)
+    ad = _stream_ad(location if header.bound else None)
     try:
-        with prim.new_decrypting_stream(src, _STREAM_AD) as dec:  # type: ignore[attr-defined]
+        with prim.new_decrypting_stream(src, ad) as dec:  # type: ignore[attr-defined]
             while chunk := dec.read(CHUNK):
                 yield chunk
     except tink.TinkError as e:
         raise DecryptionError(
-            f"{source}: ciphertext failed authentication (truncated, reordered or modified)",
+            f"{source}: ciphertext failed authentication (truncated, reordered or modified"
+            + (", or moved here from another artifact path" if header.bound else "")
+            + ")",
             hint="the stored artifact was tampered with or corrupted; restore it from a "
             "trusted copy",
         ) from e
 
 
 def encrypt_file(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], kek: KeyEncryptionKey
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    kek: KeyEncryptionKey,
+    *,
+    location: str | None = None,
 ) -> int:
-    """Encrypt one file to another path (atomic)."""
+    """Encrypt one file to another path (atomic); bound to ``location`` when given."""
     d = Path(dst)
     fd, tmp = tempfile.mkstemp(dir=d.parent, prefix=f".{d.name}.", suffix=".enc")
     try:
         with open(src, "rb") as fi, os.fdopen(fd, "wb") as fo:
-            n = encrypt_stream(fi, fo, kek)
+            n = encrypt_stream(fi, fo, kek, location=location)
         os.replace(tmp, d)
         return n
     except BaseException:
@@ -189,7 +224,11 @@ def encrypt_file(
 
 
 def decrypt_file(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], kek: KeyEncryptionKey
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    kek: KeyEncryptionKey,
+    *,
+    location: str | None = None,
 ) -> int:
     """Decrypt one file; ``dst`` appears only if the whole ciphertext authenticated."""
     d = Path(dst)
@@ -198,7 +237,7 @@ def decrypt_file(
     total = 0
     try:
         with open(src, "rb") as fi, os.fdopen(fd, "wb") as fo:
-            for chunk in iter_decrypted(fi, kek, source=str(src)):
+            for chunk in iter_decrypted(fi, kek, source=str(src), location=location):
                 fo.write(chunk)
                 total += len(chunk)
         os.replace(tmp, d)
@@ -231,7 +270,7 @@ def rewrap(path: str | os.PathLike[str], kek: KeyEncryptionKey) -> bool:
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".rewrap")
         try:
             with os.fdopen(fd, "wb") as fo:
-                fo.write(Header(ALG, kek.primary_id, wrapped).encode())
+                fo.write(Header(ALG, kek.primary_id, wrapped, header.bound).encode())
                 while chunk := f.read(CHUNK):
                     fo.write(chunk)
             os.replace(tmp, p)
