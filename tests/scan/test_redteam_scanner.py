@@ -190,3 +190,29 @@ def test_npy_plain_dtypes_are_not_walked(tmp_path: Path) -> None:
     report = scan_directory(tmp_path)
     assert report.safe, report.findings
     assert report.formats == {"npy": 4}
+
+
+# -- allowlisted names that are not what the allowlist assumes ---------------------------------
+
+
+def _lazy_loader(marker: Path) -> bytes:
+    """``mlflow.LazyLoader`` puts any module into ``sys.modules`` under a name of our choosing.
+
+    BUILD looks up ``__setstate__``, which makes the loader import ``subprocess`` as
+    ``sklearn.pwn``; ``sklearn.pwn.Popen`` then passes an allowlist that trusts ``sklearn.**``.
+    """
+    sg = _s("mlflow") + _s("LazyLoader") + b"\x93"
+    popen = _s("sklearn.pwn") + _s("Popen") + b"\x93"
+    return (
+        b"\x80\x04" + sg + _s("sklearn.pwn") + b"}" + _s("subprocess") + b"\x87R" + b"}b0"
+        + popen + b"](" + _s("touch") + _s(str(marker)) + b"e\x85R."
+    )  # fmt: skip
+
+
+def test_mlflow_lazy_loader_poisoning_sys_modules(tmp_path: Path, canary: Path) -> None:
+    (tmp_path / "model.pkl").write_bytes(_lazy_loader(canary))
+    report = scan_file(tmp_path / "model.pkl")
+    assert "mlflow.LazyLoader" in report.imports, [f.reason for f in report.findings]
+    assert "imports outside the allowlist: mlflow.LazyLoader" in report.findings[0].reason
+    assert not canary.exists()
+    _prove_live(tmp_path, "model.pkl", _lazy_loader, "import pickle; pickle.load(open(p, 'rb'))")

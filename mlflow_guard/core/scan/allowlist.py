@@ -187,7 +187,6 @@ DEFAULT_ENTRIES: tuple[str, ...] = (
     "torch.int64",
     "torch.*",
     "torch.nn.parameter.Parameter",
-    "mlflow.**",
 )
 
 #: Never allowed, whatever the allowlist says: code execution, imports, file and network
