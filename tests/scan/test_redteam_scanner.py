@@ -216,3 +216,35 @@ def test_mlflow_lazy_loader_poisoning_sys_modules(tmp_path: Path, canary: Path) 
     assert "imports outside the allowlist: mlflow.LazyLoader" in report.findings[0].reason
     assert not canary.exists()
     _prove_live(tmp_path, "model.pkl", _lazy_loader, "import pickle; pickle.load(open(p, 'rb'))")
+
+
+def _patch_predict(via_type: bool) -> bytes:
+    """BUILD with a slot state on a class sets its attributes: every later model is tampered."""
+    mixin = _s("sklearn.linear_model._base") + _s("LinearClassifierMixin") + b"\x93"
+    if via_type:  # builtins.type(<an instance>) returns the class to patch
+        mixin = _s("builtins") + _s("type") + b"\x93" + mixin + b")\x81\x85R"
+    return (
+        b"\x80\x04" + mixin + b"N}" + _s("predict") + _s("numpy") + _s("sign") + b"\x93s\x86b."
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("via_type", [False, True])
+def test_build_on_a_class_monkeypatches_it(tmp_path: Path, canary: Path, via_type: bool) -> None:
+    (tmp_path / "model.pkl").write_bytes(_patch_predict(via_type))
+    report = scan_file(tmp_path / "model.pkl")
+    assert not report.safe
+    assert any("BUILD sets attributes" in f.reason for f in report.findings), report.findings
+    assert not canary.exists()
+    live = tmp_path / "LIVE"
+    _load(
+        f"""
+        import pickle, numpy as np
+        from sklearn.linear_model import LogisticRegression
+        pickle.load(open({str(tmp_path / "model.pkl")!r}, "rb"))
+        m = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+        if m.predict(np.array([[-3.0]])).tolist() == [[-1.0]]:  # sign(x), not a class label
+            open({str(live)!r}, "w").close()
+        """,
+        tmp_path,
+    )
+    assert live.exists(), "loading did not tamper with LogisticRegression.predict"

@@ -400,6 +400,14 @@ class _Walker:
 
     def _build(self, target: Any, state: Any) -> None:
         self.res.calls += 1
+        if isinstance(target, Global) or (
+            isinstance(target, Instance) and target.cls.qualname == "builtins.type"
+        ):
+            self.res.problems.append(
+                "BUILD sets attributes on an imported class or function itself "
+                "(it would be monkeypatched for every later load in the process)"
+            )
+            return
         if isinstance(target, DType):
             if isinstance(state, tuple) and len(state) >= 8:
                 if isinstance(state[5], int):
