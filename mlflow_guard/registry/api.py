@@ -117,6 +117,8 @@ def create_blueprint(guard: Any, reg: RegistryGuard) -> Any:
             except service.Refused as e:
                 return fail(e.status, e.summary, e.hint)
         if not allowed(p, (Action.READ,), model):
+            if request.args.get("id"):  # the caller named only the id: do not reveal the model
+                return fail(403, f"{p.user} may not read promotion request {request.args['id']}")
             return fail(403, f"{p.user} may not read model {model!r}")
         ev = reg.evaluate(model, version, target)
         reqs = reg.records.find(model, version, target)

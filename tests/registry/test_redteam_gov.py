@@ -175,3 +175,89 @@ def test_user_admin_errors_are_answered_not_500(
     assert "scrypt" not in r.text, "the user store's SQL error (password hash) must not leak"
     assert "INSERT" not in r.text
     assert whoami(env, auth=auth("bob")).status_code == 200
+
+
+# -- promotion API and reviewer pages ---------------------------------------------------------
+
+
+def _open_request(env: Env, model: str) -> int:
+    r = post(
+        env,
+        "/promotions/request",
+        {
+            "name": model,
+            "version": "1",
+            "target": "production",
+            "comment": "<img src=x onerror=alert(1)>",
+        },
+        auth=auth("alice"),
+    )
+    assert r.status_code == 200, r.text
+    return int(r.json()["request"]["id"])
+
+
+def test_status_by_id_does_not_name_an_unreadable_model(env: Env) -> None:
+    req_id = _open_request(env, "secret-fraud-model")
+    creds = new_user(env, "outsider")  # authenticated, no role: may read nothing
+    r = requests.get(
+        f"{env.url}{G}/promotions/status", params={"id": req_id}, auth=creds, timeout=60
+    )
+    assert r.status_code == 403, r.text
+    assert "secret-fraud-model" not in r.text
+    assert f"request {req_id}" in r.json()["message"]
+    r = requests.get(
+        f"{env.url}{G}/promotions/list", params={"state": "all"}, auth=creds, timeout=60
+    )
+    assert r.status_code == 200
+    assert "secret-fraud-model" not in r.text
+
+
+def _page(env: Env, user: str) -> requests.Response:
+    r = requests.get(f"{env.url}/guard/", auth=auth(user), timeout=120)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def test_reviewer_page_escapes_request_fields_and_forbids_framing(env: Env) -> None:
+    _open_request(env, "page-model")
+    r = _page(env, "carol")
+    assert "<img src=x" not in r.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in r.text
+    csp = r.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp
+    assert "default-src 'none'" in csp
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_csrf_token_of_another_reviewer_is_refused(env: Env, store: GuardStore) -> None:
+    import re
+
+    req_id = _open_request(env, "csrf-model")
+    page = _page(env, "carol").text
+    m = re.search(rf'data-id="{req_id}" data-csrf="([0-9a-f]{{64}})"', page)
+    assert m is not None, "carol's page shows the request with her CSRF token"
+    head = store.head()
+    url = f"{env.url}/guard/decide"
+    # bob (a reviewer) replays carol's token: it is bound to carol.
+    r = requests.post(
+        url,
+        json={"id": req_id, "decision": "approve", "csrf": m.group(1)},
+        auth=auth("bob"),
+        timeout=60,
+    )
+    assert r.status_code == 403, r.text
+    assert "CSRF" in r.json()["message"]
+    # A cross-site form post is not JSON.
+    r = requests.post(
+        url,
+        data={"id": req_id, "decision": "approve", "csrf": m.group(1)},
+        auth=auth("carol"),
+        timeout=60,
+    )
+    assert r.status_code in (400, 403, 415), r.text
+    status = requests.get(
+        f"{env.url}{G}/promotions/status", params={"id": req_id}, auth=auth("carol"), timeout=120
+    ).json()["status"]
+    assert status["counted"] == []
+    assert status["rejections"] == []
+    assert store.head()[0] > head[0]  # the refusal was audited
