@@ -248,3 +248,30 @@ def test_build_on_a_class_monkeypatches_it(tmp_path: Path, canary: Path, via_typ
         tmp_path,
     )
     assert live.exists(), "loading did not tamper with LogisticRegression.predict"
+
+
+def _listener(marker: Path) -> bytes:
+    """``multiprocessing.connection.Listener``, re-exported as a sklearn class-like name."""
+    cls = _s("sklearn.callback._transport") + _s("Listener") + b"\x93"
+    return b"\x80\x04" + cls + _s(str(marker)) + _s("AF_UNIX") + b"\x86R."
+
+
+def test_multiprocessing_listener_behind_a_sklearn_name(tmp_path: Path, canary: Path) -> None:
+    (tmp_path / "model.pkl").write_bytes(_listener(canary))
+    report = scan_file(tmp_path / "model.pkl")
+    assert report.imports == ["sklearn.callback._transport.Listener"], report.findings
+    assert "imports outside the allowlist" in report.findings[0].reason
+    assert not canary.exists()
+    loader = """
+        import os, pickle
+        sock = os.path.join(os.path.dirname(p), "LIVE")
+        obj = pickle.load(open(p, "rb"))  # binds a Unix socket at LIVE (removed at exit)
+        if os.path.exists(sock):
+            os.rename(sock, sock + ".seen")
+            os.symlink(sock + ".seen", sock)
+        """
+    d = tmp_path / "live"
+    d.mkdir()
+    (d / "model.pkl").write_bytes(_listener(d / "LIVE"))
+    _load(f"p = {str(d / 'model.pkl')!r}\n{textwrap.dedent(loader)}", d)
+    assert (d / "LIVE.seen").exists(), "pickle.load did not bind a socket"

@@ -264,6 +264,7 @@ HARD_DENY: tuple[str, ...] = (
     "sklearn.utils._testing.**",
     "sklearn.utils._show_versions.**",
     "sklearn.utils.parallel.**",
+    "sklearn.callback._transport.**",  # multiprocessing.connection's Listener/Client re-exported
     "skops.io.load",
     "skops.io.loads",
     "mlflow.pyfunc.**",
