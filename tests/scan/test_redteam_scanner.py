@@ -275,3 +275,33 @@ def test_multiprocessing_listener_behind_a_sklearn_name(tmp_path: Path, canary: 
     (d / "model.pkl").write_bytes(_listener(d / "LIVE"))
     _load(f"p = {str(d / 'model.pkl')!r}\n{textwrap.dedent(loader)}", d)
     assert (d / "LIVE.seen").exists(), "pickle.load did not bind a socket"
+
+
+# -- already refused: keep it that way ---------------------------------------------------------
+
+
+def test_zip_with_a_duplicate_member_name_scans_both(tmp_path: Path, canary: Path) -> None:
+    import pickle
+    import warnings
+    import zipfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        with zipfile.ZipFile(tmp_path / "model.pt", "w") as z:
+            z.writestr("archive/data.pkl", pickle.dumps({"w": 1}, protocol=2))
+            z.writestr("archive/data.pkl", b"\x80\x02" + _system_p0(canary))
+    report = scan_file(tmp_path / "model.pt")
+    assert [f.path for f in report.findings] == ["model.pt!archive/data.pkl"]
+    assert report.imports == ["os.system"]
+    assert not canary.exists()
+
+
+def test_deeply_nested_pickle_has_bounded_cost(tmp_path: Path) -> None:
+    import time
+
+    n = 200_000
+    (tmp_path / "deep.pkl").write_bytes(b"\x80\x04" + b"(" * n + b"t" * n + b".")
+    start = time.monotonic()
+    report = scan_file(tmp_path / "deep.pkl")
+    assert time.monotonic() - start < 5.0
+    assert report.safe, report.findings
