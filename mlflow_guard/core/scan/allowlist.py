@@ -29,7 +29,7 @@ from mlflow_guard.core.errors import PolicyError
 
 _ENTRY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(\.\*\*?)?$")
 
-#: Globals real scikit-learn, numpy, scipy, joblib, skops, MLflow (and PyTorch state-dict)
+#: Globals real scikit-learn, numpy, scipy, joblib, skops, MLflow-saved (and PyTorch state-dict)
 #: pickles need. Derived by scanning models saved in ``tests/scan`` (see docs/scanner.md).
 DEFAULT_ENTRIES: tuple[str, ...] = (
     # builtins and stdlib value types
@@ -315,7 +315,7 @@ class Allowlist:
 
     @classmethod
     def default(cls) -> Allowlist:
-        """The built-in allowlist for scikit-learn, numpy, scipy, joblib, skops and MLflow."""
+        """The built-in allowlist: scikit-learn, numpy, scipy, joblib, skops, torch weights."""
         return cls(frozenset(DEFAULT_ENTRIES))
 
     def extend(self, entries: Iterable[str], *, unsafe: bool = False) -> Allowlist:
