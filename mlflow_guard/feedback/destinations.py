@@ -62,7 +62,7 @@ class FileDestination:
                 yield
             except Exception as e:
                 if h.appended and not isinstance(e, GuardError):
-                    raise self._uncommitted(h.appended) from e
+                    raise self._uncommitted(h.appended, e) from e
                 raise
             finally:
                 appended = h.appended
@@ -160,11 +160,13 @@ class FileDestination:
         h.state = new
         h.appended += len(records)
 
-    def _uncommitted(self, n: int) -> StoreError:
+    def _uncommitted(self, n: int, cause: Exception) -> StoreError:
+        why = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         return StoreError(
             f"the guard database did not commit after {n} record(s) were appended to "
             f"{self.path}: they are in the dataset but not in the replay store",
             details=[
+                f"the database said: {why}",
                 "the next ingest or release into this dataset moves them to the quarantine "
                 "(reason 'uncommitted') and truncates the dataset to its committed size",
                 "no attestation was written for this batch",
