@@ -101,16 +101,35 @@ def _trust(args: argparse.Namespace, policy: Policy | None) -> TrustStore | None
     return None
 
 
+def _schedule(policy: Policy | None) -> audit.CheckpointSchedule | None:
+    """The policy's checkpoint schedule, when it has the server sign checkpoints."""
+    if policy is None or policy.storage.audit_key is None:
+        return None
+    st = policy.storage
+    return audit.CheckpointSchedule(st.checkpoint_every, st.checkpoint_interval is not None)
+
+
 def _verify(args: argparse.Namespace) -> int:
     if args.from_jsonl:
         entries, cps, head = _read_jsonl(Path(args.from_jsonl))
-        report = audit.verify_chain(entries, checkpoints=cps, trust=_trust(args, None), head=head)
+        policy = None
+        if args.policy:
+            from mlflow_guard.core.policy import load_policy
+
+            policy = load_policy(args.policy)
+        report = audit.verify_chain(
+            entries,
+            checkpoints=cps,
+            trust=_trust(args, policy),
+            head=head,
+            schedule=_schedule(policy),
+        )
         source = args.from_jsonl
     else:
         from mlflow_guard.store import snapshot
 
         store, policy = _open(args)
-        report = snapshot.verify(store, _trust(args, policy))
+        report = snapshot.verify(store, _trust(args, policy), _schedule(policy))
         source = store.url
     if not report.ok:
         raise AuditLogTampered(report)

@@ -261,6 +261,7 @@ def verify_chain(
     checkpoints: Iterable[Checkpoint] = (),
     trust: TrustStore | None = None,
     head: tuple[int, str] | None = None,
+    schedule: CheckpointSchedule | None = None,
 ) -> ChainReport:
     """Verify a chain read in ``seq`` order; report the first bad entry by name.
 
@@ -269,6 +270,8 @@ def verify_chain(
         checkpoints: signed checkpoints; each is verified with ``trust`` and matched to the chain.
         trust: keys trusted for ``audit``; required when ``checkpoints`` is not empty.
         head: the chain head (seq, hash) recorded by the store, to detect truncation.
+        schedule: how often the policy has the server sign checkpoints; checkpoints missing
+            from it are a problem (deleted to hide a rewrite), not a note.
 
     Raises:
         PolicyError: checkpoints were given without a trust store (nothing to verify them with).
@@ -350,12 +353,62 @@ def verify_chain(
             report.problem = problem
             return report
         report.checkpoints_verified += 1
+    if schedule is not None:
+        report.problem = schedule.missing(report.head_seq, [cp.seq for cp in cps])
+        if report.problem is not None:
+            return report
     if not cps:
         report.notes.append(
             "no signed checkpoint: the chain is internally consistent, but a writer able to "
             "recompute it from the start would go unnoticed"
         )
     return report
+
+
+@dataclass(frozen=True)
+class CheckpointSchedule:
+    """When the server signs checkpoints (the policy's ``storage`` section with an audit key).
+
+    The server signs one after every entry whose ``seq`` is a multiple of ``every`` and, with an
+    ``interval``, after the first entry and then at least that often while entries arrive. So a
+    log with entries and no checkpoint, or one whose last checkpoint lies far behind the head,
+    lost checkpoints: deleting them is what hides a chain recomputed after them.
+
+    Attributes:
+        every: entries between count-based checkpoints (0: none by count).
+        interval: whether time-based checkpoints are on (the first entry then gets one).
+        slack: entries tolerated beyond ``every`` (appends that raced the signing).
+    """
+
+    every: int
+    interval: bool
+    slack: int = 64
+
+    def missing(self, head_seq: int, checkpoint_seqs: list[int]) -> ChainProblem | None:
+        """The problem when checkpoints this schedule must have written are not there."""
+        hint = (
+            "checkpoints were deleted (a rewritten chain would then verify), or the audit key "
+            "was configured only recently: if so, sign one now with `mlflow-guard audit "
+            "checkpoint` and verify again"
+        )
+        if not checkpoint_seqs:
+            if head_seq and (self.interval or (self.every and head_seq >= self.every)):
+                return ChainProblem(
+                    "checkpoint",
+                    1,
+                    f"no signed checkpoint in a log of {head_seq} entries, although the policy "
+                    f"has the server sign them (storage.audit_key): {hint}",
+                )
+            return None
+        last = max(checkpoint_seqs)
+        if self.every and head_seq - last > 2 * self.every + self.slack:
+            return ChainProblem(
+                "checkpoint",
+                last + 1,
+                f"no signed checkpoint after seq {last}, {head_seq - last} entries before the "
+                f"head, although the policy signs one every {self.every} entries: {hint}",
+            )
+        return None
 
 
 def _check_checkpoint(

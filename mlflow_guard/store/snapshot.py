@@ -48,7 +48,11 @@ def take(store: GuardStore) -> AuditSnapshot:
     )
 
 
-def verify(store: GuardStore, trust: TrustStore | None) -> chain.ChainReport:
+def verify(
+    store: GuardStore,
+    trust: TrustStore | None,
+    schedule: chain.CheckpointSchedule | None = None,
+) -> chain.ChainReport:
     """Verify the stored chain, its head record and its checkpoints (see ``verify_chain``).
 
     Raises:
@@ -57,7 +61,7 @@ def verify(store: GuardStore, trust: TrustStore | None) -> chain.ChainReport:
     """
     snap = take(store)
     report = chain.verify_chain(
-        snap.entries, checkpoints=snap.checkpoints, trust=trust, head=snap.head
+        snap.entries, checkpoints=snap.checkpoints, trust=trust, head=snap.head, schedule=schedule
     )
     if report.ok and snap.stray_max_seq is not None:
         first = snap.head[0] + 1

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_guard.cli import main as cli_main
+from mlflow_guard.core import audit
 from mlflow_guard.core.policy import Purpose
 from mlflow_guard.core.trust import TrustStore
 from mlflow_guard.store import GuardStore, snapshot
@@ -139,3 +140,85 @@ def test_verification_of_an_untouched_log_with_a_checkpoint_signer_is_ok(
         writer.dispose()
     assert report.ok, report.problem
     assert report.checkpoints_verified >= 2
+
+
+def _signed_log(db_uri: str, keyring: KeyRing, rounds: int = 2) -> list[int]:
+    """A log written by a server that signs a checkpoint every 4 entries; checkpoint seqs."""
+    writer = GuardStore(db_uri, checkpoint_signer=keyring["audit"].signer, checkpoint_every=4)
+    writer.migrate()
+    try:
+        for _ in range(rounds):
+            fill(writer)
+    finally:
+        writer.dispose()
+    return [int(r[0]) for r in sql(db_uri, "SELECT seq FROM guard_audit_checkpoints ORDER BY seq")]
+
+
+def test_deleted_checkpoints_are_a_problem_when_the_policy_signs_them(
+    store: GuardStore, db_uri: str, keyring: KeyRing
+) -> None:
+    # Deleting every checkpoint row is what lets a writer recompute the whole chain unnoticed.
+    # Without a schedule that is only a note; with the policy's schedule it is a problem.
+    seqs = _signed_log(db_uri, keyring)
+    assert seqs == [4, 8, 12, 16, 20]
+    schedule = audit.CheckpointSchedule(every=4, interval=False, slack=0)
+    assert snapshot.verify(store, _trust(keyring), schedule).ok
+    sql(db_uri, "DELETE FROM guard_audit_checkpoints")
+    before = dump(db_uri)
+    assert snapshot.verify(store, _trust(keyring)).ok  # no schedule: a note only
+    report = snapshot.verify(store, _trust(keyring), schedule)
+    assert report.problem is not None
+    assert (report.problem.kind, report.problem.seq) == ("checkpoint", 1)
+    assert "no signed checkpoint in a log of 20 entries" in report.problem.message
+    assert dump(db_uri) == before
+
+
+def test_recent_checkpoints_deleted_leave_a_gap_the_schedule_names(
+    store: GuardStore, db_uri: str, keyring: KeyRing
+) -> None:
+    # Keeping only the first checkpoint allows rewriting everything after seq 4.
+    _signed_log(db_uri, keyring)
+    sql(db_uri, "DELETE FROM guard_audit_checkpoints WHERE seq > 4")
+    report = snapshot.verify(
+        store, _trust(keyring), audit.CheckpointSchedule(every=4, interval=False, slack=0)
+    )
+    assert report.problem is not None
+    assert (report.problem.kind, report.problem.seq) == ("checkpoint", 5)
+    assert "no signed checkpoint after seq 4, 16 entries before the head" in report.problem.message
+    # a log that has not reached its first count-based checkpoint yet is fine
+    assert audit.CheckpointSchedule(every=1000, interval=False).missing(20, []) is None
+    assert audit.CheckpointSchedule(every=0, interval=True).missing(20, []) is not None
+
+
+def test_cli_verify_applies_the_policys_checkpoint_schedule(
+    db_uri: str, keyring: KeyRing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _signed_log(db_uri, keyring, rounds=1)
+    policy = tmp_path / "guard.yaml"
+    policy.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "keys": [
+                    {
+                        "id": "audit",
+                        "public_key": str(keyring["audit"].public),
+                        "purposes": ["audit"],
+                    }
+                ],
+                "storage": {
+                    "database_uri": db_uri,
+                    "audit_key": str(keyring["audit"].private),
+                    "checkpoint_every": 4,
+                    "checkpoint_interval": None,
+                },
+            }
+        )
+    )
+    assert cli_main(["audit", "verify", "--policy", str(policy)]) == 0
+    capsys.readouterr()
+    sql(db_uri, "DELETE FROM guard_audit_checkpoints")
+    assert cli_main(["audit", "verify", "--policy", str(policy)]) == 1
+    err = capsys.readouterr().err
+    assert "no signed checkpoint in a log of 10 entries" in err
+    assert "mlflow-guard audit checkpoint" in err
