@@ -403,3 +403,18 @@ def test_the_dataset_stays_locked_until_the_commit_has_ended(
         finally:
             os.close(fd)
     assert _seen_ids(env) == {"slow-1"}
+
+
+def test_dataset_name_is_relative_to_the_git_root_else_absolute(tmp_path: Path) -> None:
+    """Clones of one repository name a dataset alike (they may share a PostgreSQL database)."""
+    for clone in ("a", "b"):
+        repo = tmp_path / clone / "repo"
+        (repo / "data").mkdir(parents=True)
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        assert dataset_name(repo / "data" / "feedback.jsonl") == "data/feedback.jsonl"
+    outside = tmp_path / "plain" / "feedback.jsonl"
+    outside.parent.mkdir()
+    assert dataset_name(outside) == str(outside.resolve())
+    link = tmp_path / "a" / "repo" / "link.jsonl"
+    link.symlink_to(outside)
+    assert dataset_name(link) == str(outside.resolve())  # the file written is the one named
