@@ -192,7 +192,12 @@ def install(app: Any, guard: Any, database_uri: str) -> RegistryGuard:
     """Attach the registry guard to the engine, mount the REST API (and the reviewer pages)."""
     from mlflow_guard.server.routes import AUTHENTICATED, register_guard_route
 
-    reg = RegistryGuard(lambda: guard.policy, database_uri)
+    watch = getattr(guard, "watch", None)
+    reg = (
+        RegistryGuard(lambda: guard.policy, database_uri, watch.trust_for)
+        if watch is not None
+        else RegistryGuard(lambda: guard.policy, database_uri)
+    )
     guard.registry = reg
     for name in ENDPOINTS:
         register_guard_route(f"{BP}.{name if name != 'request' else 'request_'}", AUTHENTICATED)

@@ -88,11 +88,19 @@ class RegistryGuard:
             the current one (the server passes its policy watcher's, so a reloaded policy and
             its trust store apply at the next request).
         database_uri: the guard database for approvals and promotion requests.
+        trust_of: the trust store of a policy (the server passes its watcher's, so one store
+            serves every component per reload); default: built once per policy here.
     """
 
-    def __init__(self, policy: Policy | Callable[[], Policy], database_uri: str) -> None:
+    def __init__(
+        self,
+        policy: Policy | Callable[[], Policy],
+        database_uri: str,
+        trust_of: Callable[[Policy], TrustStore] = TrustStore.from_policy,
+    ) -> None:
         self._current: Callable[[], Policy] = policy if callable(policy) else (lambda: policy)
         self.records = RegistryRecords(database_uri)
+        self._trust_of = trust_of
         self._trust: tuple[Policy, TrustStore] | None = None
         self._lock = threading.Lock()
 
@@ -107,7 +115,7 @@ class RegistryGuard:
         policy = self._current()
         with self._lock:
             if self._trust is None or self._trust[0] is not policy:
-                self._trust = (policy, TrustStore.from_policy(policy))
+                self._trust = (policy, self._trust_of(policy))
             return self._trust[1]
 
     def rule_for(self, target: Target) -> ProtectedRule | None:

@@ -75,6 +75,12 @@ class PolicyWatch:
         """The current policy's trust store."""
         return self._state.trust
 
+    def trust_for(self, policy: Policy) -> TrustStore:
+        """The trust store of ``policy``: the watcher's own when ``policy`` is its current one
+        (so the server's components share one store per reload), else built from ``policy``."""
+        state = self._state  # one read: policy and trust of the same reload
+        return state.trust if state.policy is policy else TrustStore.from_policy(policy)
+
     def refresh(self) -> Policy:
         """Reload if the files changed; return the current policy.
 

@@ -178,3 +178,26 @@ def test_a_key_file_that_is_not_a_key_refuses(policy_file: tuple[Path, keys.Sign
         watch.refresh()
     assert "no longer loads" in e.value.summary
     assert "ci.pub" in e.value.diagnostics()
+
+
+def test_components_share_the_watchers_trust_store(policy_file: tuple[Path, keys.Signer]) -> None:
+    """One trust store per reload: the registry guard uses the watcher's (built once), and a
+    reload gives both the new one; a policy that is not the watcher's gets its own."""
+    path, signer = policy_file
+    watch = PolicyWatch(load_policy(path), path)
+    reg = RegistryGuard(lambda: watch.policy, "sqlite://", watch.trust_for)
+    assert reg.trust is watch.trust
+    first = watch.trust
+
+    _write(path, revoked=signer.key_id)
+    watch.refresh()
+    assert watch.trust is not first
+    assert reg.trust is watch.trust
+    with pytest.raises(KeyNotTrusted, match="revoked"):
+        reg.trust.resolve(signer.key_id, Purpose.MODEL)
+
+    other = load_policy(path)  # the same file, but not the watcher's policy object
+    own = watch.trust_for(other)
+    assert own is not watch.trust
+    with pytest.raises(KeyNotTrusted, match="revoked"):  # built from that policy
+        own.resolve(signer.key_id, Purpose.MODEL)
