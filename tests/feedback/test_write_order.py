@@ -145,10 +145,11 @@ def test_append_cut_short_by_a_full_disk_is_undone(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
     now = time.time()
-    dataset_before = _seed(env, capsys, now)
-    # a dataset larger than every other file the ingest writes, and room for 40 more bytes only
-    padded = dataset_before * (2_000_000 // len(dataset_before) + 1)
-    env.into.write_bytes(padded)
+    # a dataset larger than every other file the ingest writes (blank lines, adopted by the
+    # first ingest: bytes added by hand after a commit would be quarantined as uncommitted)
+    env.into.parent.mkdir(parents=True)
+    env.into.write_bytes(b" \n" * 1_000_000)
+    padded = _seed(env, capsys, now)  # room for 40 more bytes only
     path, good, forged = _mixed_batch(env, now)
     db_before = _db_state(env)
 

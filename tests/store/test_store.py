@@ -37,7 +37,7 @@ def test_migrate_is_idempotent_and_seeds_the_single_rows(store: GuardStore, db_u
     assert store.revision() == 0
     assert store.head() == (0, audit.GENESIS_HASH)
     assert sql(db_uri, "SELECT version_num FROM guard_alembic_version") == [
-        ("0002_registry_feedback",)
+        ("0003_feedback_files",)
     ]
 
 
