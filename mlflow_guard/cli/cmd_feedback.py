@@ -127,7 +127,11 @@ def _ingest(args: argparse.Namespace) -> int:
     ing = Ingestor(policy, store, FileDestination(into), FileQuarantineSink(qfile), trust=trust)
     result = ing.ingest(data)
     out = result.summary()
-    out.update(ok=not result.quarantined, into=str(into), quarantine=str(qfile.path))
+    out.update(
+        ok=not (result.quarantined or result.uncommitted),
+        into=str(into),
+        quarantine=str(qfile.path),
+    )
     if args.dvc and signer is not None and result.accepted:
         from mlflow_guard.feedback.dvc import add_and_resign
 
@@ -155,12 +159,19 @@ def _ingest(args: argparse.Namespace) -> int:
             print(f"  attestation: {out['attestation']}")
         if "dvc_signature" in out:
             print(f"  re-signed:   {out['dvc_signature']}")
-        if result.quarantined:
+        if result.uncommitted:
+            print(
+                f"repaired {args.into}: {len(result.uncommitted)} line(s) an earlier batch "
+                "appended without committing were moved to the quarantine (reason uncommitted)"
+            )
+            for e in result.uncommitted:
+                print(f"  byte {e.detail['offset']}: {e.message} (quarantine {e.qid[:12]})")
+        if result.quarantined or result.uncommitted:
             print(
                 f"Next step: review with `mlflow-guard feedback quarantine list --quarantine "
                 f"{qfile.path}`"
             )
-    return 0 if not result.quarantined else 1
+    return 0 if not (result.quarantined or result.uncommitted) else 1
 
 
 def _entries(args: argparse.Namespace) -> list[object]:

@@ -159,8 +159,9 @@ def test_crash_between_append_and_commit_is_repaired_by_the_next_ingest(
     capsys.readouterr()
 
     fresh = env.line(env.mobile, "c", ts=now)
-    assert run(_args(env, _batch(env, "next.jsonl", [fresh]), "--json")) == 0
+    assert run(_args(env, _batch(env, "next.jsonl", [fresh]), "--json")) == 1  # to review
     out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False
 
     # the uncommitted lines, byte-for-byte, went to quarantine before this batch was appended
     moved = [e for e in env.qfile.entries() if e.reason == "uncommitted"]
@@ -189,7 +190,7 @@ def test_crash_between_append_and_commit_is_repaired_by_the_next_ingest(
 
 
 def test_crash_in_the_first_batch_into_a_new_file_is_repaired(
-    env: Env, caplog: pytest.LogCaptureFixture
+    env: Env, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The file's size (0) is adopted in its own transaction before the first append."""
     now = time.time()
@@ -200,7 +201,11 @@ def test_crash_in_the_first_batch_into_a_new_file_is_repaired(
     assert _file_row(env) == (0, 0)
 
     fresh = env.line(env.checkout, "b", ts=now)
-    assert run(_args(env, _batch(env, "next.jsonl", [fresh]))) == 0
+    assert run(_args(env, _batch(env, "next.jsonl", [fresh]))) == 1  # the repair is to review
+    text = capsys.readouterr().out
+    assert "1 accepted" in text
+    assert "1 line(s) an earlier batch appended without committing were moved" in text
+    assert "Next step: review with `mlflow-guard feedback quarantine list" in text
     assert [(e.reason, e.raw) for e in env.qfile.entries()] == [("uncommitted", lost[0])]
     assert env.into.read_bytes() == fresh + b"\n"
     assert "moved 1 uncommitted line(s)" in caplog.text
@@ -361,7 +366,7 @@ def test_the_window_covers_the_last_64_kib_of_a_large_dataset(env: Env) -> None:
     assert _file_row(env) == (size, TAIL_WINDOW)
 
     env.into.write_bytes(env.into.read_bytes() + line + b"\n")  # a hand append of a replay
-    assert run(_args(env, _batch(env, "b.jsonl", [env.line(env.web, "b", ts=now)]))) == 0
+    assert run(_args(env, _batch(env, "b.jsonl", [env.line(env.web, "b", ts=now)]))) == 1
     assert [(e.reason, e.raw) for e in env.qfile.entries()] == [("uncommitted", line)]
     assert env.into.read_bytes().count(line) == 1
 
