@@ -52,6 +52,7 @@ def create_blueprint(
     *,
     principal: PrincipalGetter = _default_principal,
     trust: TrustStore | None = None,
+    trust_of: Callable[[Policy], TrustStore] | None = None,
     clock: Callable[[], float] = time.time,
     register_routes: bool = True,
 ) -> Any:
@@ -65,6 +66,8 @@ def create_blueprint(
         principal: returns the authenticated caller of the current request (default:
             ``flask.g.guard_principal``); ``None`` means unauthenticated and is refused with 401.
         trust: trust store (built from ``policy`` if not given; only with a fixed policy).
+        trust_of: with a policy function, the trust store of a policy (the server passes its
+            policy watcher's, so the collector shares the one store built per reload).
         clock: Unix time source.
         register_routes: give the endpoints their decisions in the server's route map
             (:func:`mlflow_guard.server.routes.register_guard_route`).
@@ -85,7 +88,11 @@ def create_blueprint(
                     store,
                     TableDestination(),
                     TableQuarantineSink(),
-                    trust=trust if not callable(policy) else None,
+                    trust=(
+                        trust
+                        if not callable(policy)
+                        else (trust_of(pol) if trust_of is not None else None)
+                    ),
                     clock=clock,
                 )
             ]

@@ -247,5 +247,7 @@ def _mount_feedback(app: Any, guard: Guard, database_uri: str) -> None:
         from mlflow_guard.feedback.store import FeedbackStore
     except ModuleNotFoundError:
         return
-    bp = mod.create_blueprint(lambda: guard.policy, FeedbackStore(database_uri))
+    bp = mod.create_blueprint(
+        lambda: guard.policy, FeedbackStore(database_uri), trust_of=guard.watch.trust_for
+    )
     app.register_blueprint(bp)

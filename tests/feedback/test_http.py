@@ -115,3 +115,34 @@ def test_admin_release_moves_a_quota_entry_to_accepted(make_env: Any) -> None:
     assert row["released_by"] == "root-admin"
     # releasing twice is refused
     assert client.post(f"{PREFIX}/quarantine/release", json={"qid": qid}).status_code == 404
+
+
+def test_a_policy_function_uses_the_given_trust_store_once_per_policy(env: Env) -> None:
+    """With ``trust_of`` (the server's policy watcher), the collector builds no trust store of
+    its own: one per policy object, and a new policy gets a new one."""
+    from mlflow_guard.core.policy import load_policy
+    from mlflow_guard.core.trust import TrustStore
+
+    current = [env.policy]
+    given: list[tuple[object, TrustStore]] = []
+
+    def trust_of(policy: Any) -> TrustStore:
+        store = TrustStore.from_policy(policy)
+        given.append((policy, store))
+        return store
+
+    app = Flask("t")
+    bp = create_blueprint(
+        lambda: current[0], env.store(), trust_of=trust_of, clock=lambda: NOW,
+        principal=lambda: Principal("collector"), register_routes=False,
+    )  # fmt: skip
+    app.register_blueprint(bp)
+    client = app.test_client()
+    for i in range(2):
+        resp = client.post(PREFIX, data=env.line(env.mobile, f"ok{i}"), content_type=NDJSON)
+        assert resp.get_json()["accepted"] == 1
+    assert [p for p, _ in given] == [env.policy]
+    current[0] = load_policy(env.policy_path)  # a reload: another policy object
+    resp = client.post(PREFIX, data=env.line(env.mobile, "ok2"), content_type=NDJSON)
+    assert resp.get_json()["accepted"] == 1
+    assert [p for p, _ in given] == [env.policy, current[0]]
