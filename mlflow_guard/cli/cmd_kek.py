@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
+import sys
+from typing import TYPE_CHECKING
 
 from mlflow_guard.cli import _common
-from mlflow_guard.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlflow_guard.encryption.kek import LocalKeysetKEK
+    from mlflow_guard.encryption.rotation import Mismatch
 
 NAME = "kek"
 HELP = "manage the key-encryption key (KEK) of encrypted artifacts: generate, rotate, status"
@@ -23,16 +26,21 @@ def register(p: argparse.ArgumentParser) -> None:
     r = sub.add_parser(
         "rotate",
         help="add a new primary KEK key and re-wrap every artifact's data key under ROOT "
-        "(data is not re-encrypted); old keys are retired at the end unless --keep-old",
+        "(data is not re-encrypted); old keys are retired at the end unless --keep-old, or "
+        "unless an artifact is not wrapped by the new key afterwards (exit 1 naming it)",
     )
     r.add_argument("root", metavar="ROOT", help="local artifact root (the inner file store)")
     r.add_argument("--kek", metavar="FILE", help="keyset file (default $MLFLOW_GUARD_KEK_KEYSET)")
     r.add_argument("--keep-old", action="store_true", help="keep old keys in the keyset")
     _common.add_json(r)
     r.set_defaults(func=_rotate)
-    s = sub.add_parser("status", help="count artifacts under ROOT per wrapping key")
+    s = sub.add_parser(
+        "status",
+        help="count artifacts under ROOT per key that really wraps their data key (read from "
+        "the wrapped key, not the header); exit 1 when a header names another key",
+    )
     s.add_argument("root", metavar="ROOT")
-    s.add_argument("--kek", metavar="FILE")
+    s.add_argument("--kek", metavar="FILE", help=argparse.SUPPRESS)
     _common.add_json(s)
     s.set_defaults(func=_status)
     p.set_defaults(func=lambda a: _help(p))
@@ -43,17 +51,29 @@ def _help(p: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _kek(path: str | None) -> object:
+def _kek(path: str | None) -> LocalKeysetKEK:
     from mlflow_guard.encryption.kek import LocalKeysetKEK
 
     return LocalKeysetKEK(path) if path else LocalKeysetKEK.from_env()
 
 
-def _files(root: str) -> list[Path]:
-    r = Path(root)
-    if not r.is_dir():
-        raise UsageError(f"{r} is not a directory", hint="pass the local artifact root")
-    return [Path(d) / f for d, _, fs in os.walk(r) for f in fs if not f.startswith(".")]
+def _mismatch_json(m: Mismatch) -> dict[str, object]:
+    return {"path": m.path, "header_key_id": m.header_key_id, "actual_key_id": m.actual_key_id}
+
+
+def _print_problems(
+    mismatches: list[Mismatch], failed: dict[str, str], not_regular: list[str]
+) -> None:
+    for m in mismatches:
+        print(
+            f"HEADER LIES: {m.path}: header names KEK key {m.header_key_id}, data key wrapped "
+            f"by {m.actual_key_id if m.actual_key_id is not None else 'an unrecognisable key'}",
+            file=sys.stderr,
+        )
+    for path, why in sorted(failed.items()):
+        print(f"FAILED: {path}: {why}", file=sys.stderr)
+    for path in not_regular:
+        print(f"skipped (not a regular file): {path}", file=sys.stderr)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -69,55 +89,69 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _rotate(args: argparse.Namespace) -> int:
-    from mlflow_guard.encryption import envelope
-    from mlflow_guard.encryption.kek import LocalKeysetKEK
+    from mlflow_guard.encryption import rotation
 
-    kek = _kek(args.kek)
-    assert isinstance(kek, LocalKeysetKEK)
-    old = set(kek.key_ids)
-    new = kek.add_primary()
-    rewrapped = skipped = 0
-    for f in _files(args.root):
-        if not envelope.is_encrypted(f):
-            skipped += 1
-            continue
-        if envelope.rewrap(f, kek):
-            rewrapped += 1
-    if not args.keep_old:
-        kek.retire(old)
-    out = {
-        "ok": True,
-        "new_primary_key_id": new,
-        "rewrapped": rewrapped,
-        "not_encrypted": skipped,
-        "retired": [] if args.keep_old else sorted(old),
-    }
+    rep = rotation.rotate(args.root, _kek(args.kek), keep_old=args.keep_old)
     if args.json:
-        _common.print_json(out)
+        _common.print_json(
+            {
+                "ok": rep.ok,
+                "new_primary_key_id": rep.new_primary_key_id,
+                "rewrapped": rep.rewrapped,
+                "already_current": rep.current,
+                "not_encrypted": rep.plaintext,
+                "not_regular": rep.not_regular,
+                "header_mismatch": [_mismatch_json(m) for m in rep.header_mismatch],
+                "failed": rep.failed,
+                "retired": rep.retired,
+                "kept": rep.kept,
+            }
+        )
     else:
         print(
-            f"new primary KEK key {new}; re-wrapped {rewrapped} artifacts "
-            f"({skipped} plaintext files left alone)"
+            f"new primary KEK key {rep.new_primary_key_id}; re-wrapped {rep.rewrapped} "
+            f"artifacts ({rep.current} already current, {rep.plaintext} plaintext files left "
+            "alone)"
         )
-        if not args.keep_old:
-            print(f"retired old keys {sorted(old)}")
-    return 0
+        _print_problems(rep.header_mismatch, rep.failed, rep.not_regular)
+        if rep.retired:
+            print(f"retired old keys {rep.retired}")
+        elif rep.failed:
+            print(
+                f"kept old keys {rep.kept}: {len(rep.failed)} artifact(s) are not wrapped by "
+                "the new primary key. Next step: restore or remove them, then run "
+                "`mlflow-guard kek rotate` again",
+                file=sys.stderr,
+            )
+        if rep.header_mismatch:
+            print(
+                f"{len(rep.header_mismatch)} artifact header(s) named the wrong KEK key (now "
+                "corrected): someone with write access to the store edited them. Next step: "
+                "check who can write the artifact store",
+                file=sys.stderr,
+            )
+    return 0 if rep.ok else 1
 
 
 def _status(args: argparse.Namespace) -> int:
-    from mlflow_guard.encryption import envelope
+    from mlflow_guard.encryption import rotation
 
-    counts: dict[str, int] = {}
-    for f in _files(args.root):
-        if not envelope.is_encrypted(f):
-            counts["plaintext"] = counts.get("plaintext", 0) + 1
-            continue
-        with open(f, "rb") as fh:
-            kid = str(envelope.read_header(fh, source=str(f)).kek_key_id)
-        counts[kid] = counts.get(kid, 0) + 1
+    rep = rotation.status(args.root)
     if args.json:
-        _common.print_json({"ok": True, "artifacts_by_key": counts})
+        _common.print_json(
+            {
+                "ok": rep.ok,
+                "artifacts_by_key": rep.by_key,
+                "plaintext": rep.plaintext,
+                "not_regular": rep.not_regular,
+                "header_mismatch": [_mismatch_json(m) for m in rep.header_mismatch],
+                "failed": rep.failed,
+            }
+        )
     else:
-        for k, n in sorted(counts.items()):
+        for k, n in sorted(rep.by_key.items()):
             print(f"{k:>12}: {n}")
-    return 0
+        if rep.plaintext:
+            print(f"{'plaintext':>12}: {rep.plaintext}")
+        _print_problems(rep.header_mismatch, rep.failed, rep.not_regular)
+    return 0 if rep.ok else 1

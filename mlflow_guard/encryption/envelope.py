@@ -247,26 +247,117 @@ def decrypt_file(
         raise
 
 
+def wrapping_key_id(wrapped_dek: bytes) -> int | None:
+    """The KEK key that actually wrapped a data key, read from the wrapped keyset itself.
+
+    ``wrapped_dek`` is a Tink ``EncryptedKeyset``; its ``encrypted_keyset`` field is a Tink AEAD
+    ciphertext whose output prefix is ``0x01`` followed by the 4-byte id of the key that made it.
+    Unlike the header's ``kek_key_id``, this cannot be changed without the data key failing to
+    unwrap (Tink only tries the key the prefix names). ``None``: no Tink prefix, or unparsable.
+    """
+    from tink.proto import tink_pb2
+
+    ek = tink_pb2.EncryptedKeyset()
+    try:
+        ek.ParseFromString(wrapped_dek)
+    except Exception:  # protobuf's DecodeError (protobuf ships no type stubs here)
+        return None
+    ct = bytes(ek.encrypted_keyset)
+    if len(ct) < 5 or ct[0] != 0x01:
+        return None
+    return int.from_bytes(ct[1:5], "big")
+
+
+@dataclass(frozen=True)
+class WrapInfo:
+    """Which KEK key a file claims and which one actually wrapped its data key."""
+
+    path: str
+    header_key_id: int
+    actual_key_id: int | None
+
+    @property
+    def header_lies(self) -> bool:
+        """The header names another key than the one in the wrapped data key's Tink prefix."""
+        return self.actual_key_id != self.header_key_id
+
+
+def inspect(path: str | os.PathLike[str]) -> WrapInfo:
+    """Read a container's header and the real wrapping key id (no KEK needed).
+
+    Raises:
+        DecryptionError: not a container, or a malformed header.
+    """
+    with open(path, "rb") as f:
+        header = read_header(f, source=str(path))
+    return WrapInfo(str(path), header.kek_key_id, wrapping_key_id(header.wrapped_dek))
+
+
+def _unwrap(header: Header, kek: KeyEncryptionKey, source: str) -> object:
+    """Unwrap by what the wrapped keyset says, never by the header's ``kek_key_id``."""
+    import tink
+    from tink import proto_keyset_format
+
+    actual = wrapping_key_id(header.wrapped_dek)
+    if actual is None or actual not in kek.key_ids:
+        raise DecryptionError(
+            f"{source}: the data key is wrapped by "
+            + (f"KEK key {actual}" if actual is not None else "no recognisable KEK key")
+            + f", which the configured KEK does not hold (it has {sorted(kek.key_ids)})",
+            hint="configure the KEK keyset this artifact was written with, or restore the "
+            "file from a trusted copy",
+        )
+    try:
+        return proto_keyset_format.parse_encrypted(header.wrapped_dek, kek.aead(), _DEK_AD)
+    except tink.TinkError as e:
+        raise DecryptionError(
+            f"{source}: the data key does not unwrap with KEK key {actual}",
+            hint="the wrapped data key was modified or the keyset is not the one it was "
+            "written with; restore the file from a trusted copy",
+        ) from e
+
+
+def is_current(path: str | os.PathLike[str], kek: KeyEncryptionKey) -> bool:
+    """Whether the file's data key is wrapped by the KEK's primary key and unwraps with it.
+
+    Decided from the wrapped keyset (Tink output prefix) and an actual unwrap, not from the
+    header. Raises :class:`DecryptionError` when the data key does not unwrap at all.
+    """
+    with open(path, "rb") as f:
+        header = read_header(f, source=str(path))
+    _unwrap(header, kek, str(path))
+    return wrapping_key_id(header.wrapped_dek) == kek.primary_id
+
+
 def rewrap(path: str | os.PathLike[str], kek: KeyEncryptionKey) -> bool:
     """Re-wrap a file's data key under the KEK's primary key, copying the ciphertext unchanged.
 
+    Which key wraps the data key is read from the wrapped keyset's Tink prefix and proven by
+    unwrapping it; the header's ``kek_key_id`` is never trusted for that (a writer of the store
+    can edit it, and a file skipped on its word would be lost when the old key is retired). A
+    header that names another key than the real one is rewritten with the truth.
+
     Atomic per file: an interrupted rotation leaves each file either old or new, both readable
-    while the old KEK key is still in the keyset. Returns False if it was already current.
+    while the old KEK key is still in the keyset. Returns False if the file was already current
+    (wrapped by the primary key, and the header says so).
+
+    Raises:
+        DecryptionError: the data key does not unwrap with any key of the KEK.
     """
-    import tink
     from tink import proto_keyset_format
 
     p = Path(path)
     with open(p, "rb") as f:
         header = read_header(f, source=str(p))
-        if header.kek_key_id == kek.primary_id:
+        handle = _unwrap(header, kek, str(p))
+        actual = wrapping_key_id(header.wrapped_dek)
+        if actual == kek.primary_id and header.kek_key_id == actual:
             return False
-        _dek_primitive(header, kek, str(p))
-        try:
-            handle = proto_keyset_format.parse_encrypted(header.wrapped_dek, kek.aead(), _DEK_AD)
-        except tink.TinkError as e:
-            raise DecryptionError(f"{p}: the data key does not unwrap with the KEK") from e
-        wrapped = proto_keyset_format.serialize_encrypted(handle, kek.aead(), _DEK_AD)
+        wrapped = (
+            header.wrapped_dek
+            if actual == kek.primary_id
+            else proto_keyset_format.serialize_encrypted(handle, kek.aead(), _DEK_AD)
+        )
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".rewrap")
         try:
             with os.fdopen(fd, "wb") as fo:
