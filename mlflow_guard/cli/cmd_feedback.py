@@ -124,7 +124,8 @@ def _ingest(args: argparse.Namespace) -> int:
     into = Path(args.into)
     store = FeedbackStore(database_uri(policy, args.db))
     qfile = QuarantineFile(_qpath(args))
-    ing = Ingestor(policy, store, FileDestination(into), FileQuarantineSink(qfile), trust=trust)
+    dest = FileDestination(into)
+    ing = Ingestor(policy, store, dest, FileQuarantineSink(qfile), trust=trust)
     result = ing.ingest(data)
     out = result.summary()
     out.update(
@@ -143,7 +144,9 @@ def _ingest(args: argparse.Namespace) -> int:
             if args.attestation_dir
             else into.with_name(into.name + ".batches")
         )
-        out["attestation"] = str(attest.write(result, into, signer, trust, adir, time.time()))
+        out["attestation"] = str(
+            attest.write(result, into, signer, trust, adir, time.time(), dest.size_after)
+        )
     store.dispose()
     if args.json:
         _common.print_json(out)

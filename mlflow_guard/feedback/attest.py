@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_guard.core import intoto, keys
-from mlflow_guard.core.errors import KeyNotTrusted
+from mlflow_guard.core.errors import KeyNotTrusted, VerificationError
 from mlflow_guard.core.policy import Purpose
 from mlflow_guard.core.trust import TrustedKey, TrustStore
 from mlflow_guard.feedback.ingest import BatchResult
@@ -24,12 +24,27 @@ from mlflow_guard.feedback.ingest import BatchResult
 PREDICATE_TYPE = "https://mlflow-guard.dev/feedback-batch/v1"
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, streamed."""
+def file_sha256(path: str | os.PathLike[str], size: int | None = None) -> str:
+    """Hex sha256 of a file (of its first ``size`` bytes when given), streamed.
+
+    Raises:
+        VerificationError: the file is shorter than ``size``.
+    """
     h = hashlib.sha256()
+    left = size
     with open(path, "rb") as f:
-        while chunk := f.read(4 * 1024 * 1024):
+        while left is None or left > 0:
+            chunk = f.read(4 * 1024 * 1024 if left is None else min(left, 4 * 1024 * 1024))
+            if not chunk:
+                break
             h.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    if left:
+        raise VerificationError(
+            f"{path} is shorter than the {size} bytes the batch committed",
+            hint="the dataset was truncated or replaced after the ingest; restore it",
+        )
     return h.hexdigest()
 
 
@@ -79,14 +94,20 @@ def write(
     trust: TrustStore,
     out_dir: Path,
     now: float,
+    size: int | None = None,
 ) -> Path:
     """Sign and write the attestation ``out_dir/<batch_id>.intoto.json``; return its path.
 
+    ``size`` is the dataset's committed length right after the batch (the destination's
+    ``size_after``): the subject digest then covers exactly the file as this batch left it,
+    even when another ingest has appended since the lock was released.
+
     Raises:
         KeyNotTrusted: see :func:`dataset_signer`.
+        VerificationError: the file is now shorter than ``size``.
     """
     dataset_signer(trust, signer)
-    st = statement(result, dataset.as_posix(), file_sha256(dataset), now)
+    st = statement(result, dataset.as_posix(), file_sha256(dataset, size), now)
     env = intoto.sign_statement(st, signer)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{result.batch_id}.intoto.json"

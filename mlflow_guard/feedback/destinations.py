@@ -32,6 +32,9 @@ class FileDestination:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._held: _Held | None = None
+        self.size_after: int | None = None
+        """The file's committed length right after the last batch held it (its records
+        included, later batches' not): what that batch's attestation covers."""
 
     @contextmanager
     def held(
@@ -57,6 +60,7 @@ class FileDestination:
         appended = 0
         try:
             state = self._reconcile(fd, store, batch_id, now, quarantine)
+            self.size_after = state.size
             self._held = h = _Held(fd, state)
             try:
                 yield
@@ -159,6 +163,7 @@ class FileDestination:
         _files.append_all(fd, data, size, self.path)
         h.state = new
         h.appended += len(records)
+        self.size_after = new.size
 
     def _uncommitted(self, n: int, cause: Exception) -> StoreError:
         why = (str(cause).strip().splitlines() or [type(cause).__name__])[0]

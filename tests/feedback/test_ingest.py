@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -289,3 +290,37 @@ def test_integer_beyond_json_safe_range_is_malformed(env: Env) -> None:
     rec = json.loads(env.line(env.checkout))
     rec["payload"]["n"] = 2**60
     _only_rejection(env, json.dumps(rec).encode(), "malformed", "RFC 8785")
+
+
+def test_attestation_covers_the_dataset_as_its_batch_left_it(env: Env, tmp_path: Path) -> None:
+    """Another ingest appending between a batch's commit and its attestation does not enter the
+    attested digest: it covers the file's committed length right after that batch."""
+    import hashlib
+
+    from mlflow_guard.core import intoto
+    from mlflow_guard.core.policy import Purpose
+    from mlflow_guard.core.trust import TrustStore
+    from mlflow_guard.feedback import attest
+    from mlflow_guard.feedback.destinations import FileDestination, FileQuarantineSink
+    from mlflow_guard.feedback.ingest import Ingestor
+
+    def ingestor(dest: FileDestination) -> Ingestor:
+        sink = FileQuarantineSink(env.qfile)
+        return Ingestor(env.policy, env.store(), dest, sink, clock=lambda: NOW)
+
+    first, second = FileDestination(env.into), FileDestination(env.into)
+    a = ingestor(first).ingest(env.line(env.checkout, "a"))
+    after_a = env.into.read_bytes()
+    ingestor(second).ingest(env.line(env.mobile, "b"))  # lands before a's attestation
+    assert first.size_after == len(after_a) < env.into.stat().st_size
+
+    trust = TrustStore.from_policy(env.policy)
+    signer = keys.Signer(env.kp.admin_ds)
+    path = attest.write(a, env.into, signer, trust, tmp_path, NOW, first.size_after)
+    st, _ = intoto.verify_attestation(
+        path.read_bytes(), trust, Purpose.DATASET, attest.PREDICATE_TYPE
+    )
+    assert st.subject[0].digest == {"sha256": hashlib.sha256(after_a).hexdigest()}
+    assert st.predicate["records"] == {"checkout": [a.accepted[0].record.id]}
+    with pytest.raises(VerificationError, match="shorter than"):
+        attest.file_sha256(env.into, env.into.stat().st_size + 1)
