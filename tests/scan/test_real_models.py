@@ -78,3 +78,40 @@ def test_torch_state_dict_zip_is_clean(tmp_path: Path) -> None:
     assert report.safe, report.findings
     assert report.formats["torch-zip"] == 1
     assert report.formats["torch-storage"] == 1
+
+
+def test_models_holding_cython_objects_are_clean(tmp_path: Path) -> None:
+    """Losses, random states and bit generators are Cython classes: no Python source for a
+    wildcard to vouch for, so they are exact allowlist entries. Without them these scan dirty."""
+    import pickle
+    import warnings
+
+    import skops.io as sio
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import (
+        GradientBoostingRegressor,
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+    )
+    from sklearn.linear_model import SGDClassifier, SGDRegressor
+    from sklearn.neural_network import MLPClassifier
+
+    x, y = load_breast_cancer(return_X_y=True)
+    models = [
+        SGDClassifier(max_iter=5, random_state=0),
+        SGDRegressor(max_iter=5, loss="huber", random_state=0),
+        HistGradientBoostingClassifier(max_iter=3, random_state=0),
+        HistGradientBoostingRegressor(max_iter=3, loss="poisson", random_state=0),
+        GradientBoostingRegressor(n_estimators=3, loss="huber", random_state=0),
+        MLPClassifier(max_iter=5, random_state=0),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings: a few iterations on purpose
+        for i, m in enumerate(models):
+            m.fit(x, y)
+            (tmp_path / f"{i}.pkl").write_bytes(pickle.dumps(m, protocol=5))
+            sio.dump(m, tmp_path / f"{i}.skops")
+    report = scan_directory(tmp_path)
+    assert report.safe, [(f.path, f.reason) for f in report.findings]
+    assert report.formats["pickle"] >= len(models)
+    assert report.formats["skops"] == len(models)

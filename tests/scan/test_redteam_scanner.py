@@ -305,3 +305,92 @@ def test_deeply_nested_pickle_has_bounded_cost(tmp_path: Path) -> None:
     report = scan_file(tmp_path / "deep.pkl")
     assert time.monotonic() - start < 5.0
     assert report.safe, report.findings
+
+
+# -- wildcards: a name a module merely imports, or reaches through an attribute walk ----------
+
+
+def _call(module: str, name: str, *args: str | tuple[str, str]) -> bytes:
+    """Protocol 4: ``module.name(*args)``; a tuple argument is itself a global (module, name)."""
+    out = b"\x80\x04" + _s(module) + _s(name) + b"\x93("
+    for a in args:
+        out += _s(a[0]) + _s(a[1]) + b"\x93" if isinstance(a, tuple) else _s(a)
+    return out + b"tR."
+
+
+#: (module, name, args, loader proof): the name is a re-export of something defined elsewhere;
+#: the proof writes ``LIVE`` when ``pickle.load`` returned what the real definition builds.
+REEXPORTS = {
+    # sklearn.utils.parallel.Parallel (joblib's Parallel): sklearn.utils.parallel.** is denied
+    "sklearn.pipeline.Parallel": (
+        ("sklearn.pipeline", "Parallel", "3"),
+        "import joblib; ok = isinstance(obj, joblib.Parallel) and obj.n_jobs == 3",
+    ),
+    # types.MethodType (types.** is denied): binds any callable to any object
+    "sklearn.utils._available_if.MethodType": (
+        ("sklearn.utils._available_if", "MethodType", ("builtins", "str"), "x"),
+        "import types; ok = isinstance(obj, types.MethodType) and obj() == 'x'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REEXPORTS))
+def test_reexported_name_behind_a_wildcard(tmp_path: Path, canary: Path, case: str) -> None:
+    (module, name, *args), proof = REEXPORTS[case]
+    (tmp_path / "model.pkl").write_bytes(_call(module, name, *args))
+    report = scan_file(tmp_path / "model.pkl")
+    assert [f.imports for f in report.findings] == [(case,)], report.findings
+    reason = report.findings[0].reason
+    assert "an allowlist wildcard matches but the named module does not define" in reason
+    assert f"{case} (re-exported: bound there by an import, not defined there)" in reason
+    assert not canary.exists()
+    _prove_live(
+        tmp_path,
+        "model.pkl",
+        lambda _m: _call(module, name, *args),
+        f"import pickle, pathlib\nobj = pickle.load(open(p, 'rb'))\n{proof}\n"
+        "if ok: pathlib.Path(p).with_name('LIVE').touch()",
+    )
+
+
+def _file_handler(marker: Path) -> bytes:
+    """``("sklearn", "logging.FileHandler")``: protocol 4 walks ``sklearn.logging.FileHandler``,
+    i.e. :class:`logging.FileHandler`, which opens (mode ``w``: truncates) any path on load.
+    Split at its last dot the name read as a class-like ``FileHandler`` in a ``sklearn.logging``
+    module, which ``sklearn.**`` allowed."""
+    return _call("sklearn", "logging.FileHandler", str(marker), "w")
+
+
+def test_dotted_name_walks_out_of_a_wildcard_package(tmp_path: Path, canary: Path) -> None:
+    (tmp_path / "model.pkl").write_bytes(_file_handler(canary))
+    report = scan_file(tmp_path / "model.pkl")
+    assert report.imports == ["sklearn.logging.FileHandler"], report.findings
+    reasons = [f.reason for f in report.findings]
+    assert reasons == [
+        "imports outside the allowlist: sklearn.logging.FileHandler "
+        "(loading this file can run code)"
+    ]
+    assert not canary.exists()
+    _prove_live(tmp_path, "model.pkl", _file_handler, "import pickle; pickle.load(open(p, 'rb'))")
+
+
+def test_skops_schema_naming_a_reexport(tmp_path: Path) -> None:
+    import json
+    import zipfile
+
+    schema = {
+        "__class__": "Parallel",
+        "__module__": "sklearn.pipeline",
+        "__loader__": "ObjectNode",
+        "content": {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode"},
+        "protocol": 2,
+        "_skops_version": "0.16.0",
+    }
+    with zipfile.ZipFile(tmp_path / "model.skops", "w") as z:
+        z.writestr("schema.json", json.dumps(schema))
+    report = scan_file(tmp_path / "model.skops")
+    assert [f.imports for f in report.findings] == [("sklearn.pipeline.Parallel",)], report
+    assert report.findings[0].reason.startswith(
+        "skops schema names types that an allowlist wildcard matches but the named module "
+        "does not define: sklearn.pipeline.Parallel (re-exported"
+    )

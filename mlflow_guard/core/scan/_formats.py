@@ -178,8 +178,8 @@ def check_onnx(stream: IO[bytes], size: int) -> list[str]:
     return []
 
 
-def skops_types(schema: Any, out: list[str], problems: list[str]) -> None:
-    """Collect every type a skops ``schema.json`` would resolve, in document order."""
+def skops_types(schema: Any, out: list[tuple[str, str]], problems: list[str]) -> None:
+    """Collect every (module, name) a skops ``schema.json`` would resolve, in document order."""
     stack = [schema]
     while stack:
         node = stack.pop()
@@ -196,12 +196,12 @@ def skops_types(schema: Any, out: list[str], problems: list[str]) -> None:
             if not (isinstance(mod, str) and isinstance(cls, str)):
                 problems.append("skops schema node lacks __module__/__class__ strings")
             else:
-                out.append(f"{mod}.{cls}")
+                out.append((mod, cls))
             content = node.get("content")
             if loader == "MethodNode" and isinstance(content, dict):
                 func, obj = content.get("func"), content.get("obj")
                 if isinstance(obj, dict) and isinstance(func, str):
-                    out.append(f"{obj.get('__module__')}.{obj.get('__class__')}.{func}")
+                    out.append((str(obj.get("__module__")), f"{obj.get('__class__')}.{func}"))
         stack.extend(reversed([v for v in node.values() if isinstance(v, dict | list)]))
 
 

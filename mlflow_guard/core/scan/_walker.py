@@ -174,6 +174,8 @@ class WalkResult:
 
     Attributes:
         globals: every ``module.name`` it imports, in order of first appearance.
+        imports: the same as (module, name) pairs, one per distinct pair: ``("a.b", "c")`` and
+            ``("a", "b.c")`` print alike but resolve differently (the latter walks attributes).
         problems: non-import reasons it is unsafe (extension codes, unresolvable names).
         calls: how many ``REDUCE``/``NEWOBJ``/``OBJ``/``INST``/``BUILD`` it performs.
         error: parse error text, or empty when the stream ended with ``STOP``.
@@ -181,6 +183,7 @@ class WalkResult:
     """
 
     globals: list[str] = field(default_factory=list)
+    imports: list[Global] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     calls: int = 0
     error: str = ""
@@ -207,7 +210,8 @@ class _Walker:
         self.depth = depth
         self.stack: list[Any] = []
         self.memo: dict[int, Any] = {}
-        self.seen: set[str] = set()
+        self.seen: set[Global] = set()
+        self.names: set[str] = set()  # qualnames seen by this walker (not nested ones)
 
     # -- stack helpers -------------------------------------------------------------------------
     def pop(self) -> Any:
@@ -233,9 +237,12 @@ class _Walker:
 
     def add_global(self, module: str, name: str) -> Global:
         g = _normalize(module, name)
-        if g.qualname not in self.seen:
-            self.seen.add(g.qualname)
-            self.res.globals.append(g.qualname)
+        if g not in self.seen:
+            self.seen.add(g)
+            self.res.imports.append(g)
+            if g.qualname not in self.res.globals:
+                self.res.globals.append(g.qualname)
+        self.names.add(g.qualname)
         return g
 
     # -- main loop -----------------------------------------------------------------------------
@@ -417,10 +424,10 @@ class _Walker:
             return
         if isinstance(target, Instance):
             target.state = state
-            if target.cls == _JOBLIB_WRAPPER:
+            if target.cls.qualname == _JOBLIB_WRAPPER.qualname:  # or ("joblib", "numpy_pickle.X")
                 self._joblib_array(target)
             return
-        if _JOBLIB_WRAPPER.qualname in self.seen:
+        if _JOBLIB_WRAPPER.qualname in self.names:
             raise PickleParseError(
                 "BUILD on an untracked object in a stream that uses joblib's NumpyArrayWrapper "
                 "(the position of the array data cannot be determined)"

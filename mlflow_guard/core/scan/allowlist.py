@@ -26,6 +26,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mlflow_guard.core.errors import PolicyError
+from mlflow_guard.core.scan import _origin
+
+#: :meth:`Allowlist.refusal` for a name no entry allows (or the denylist forbids).
+NOT_ALLOWED = "not on the allowlist"
 
 _ENTRY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*(\.\*\*?)?$")
 
@@ -87,6 +91,15 @@ DEFAULT_ENTRIES: tuple[str, ...] = (
     "numpy.random._pickle.__generator_ctor",
     "numpy.random.**",
     "numpy.random.bit_generator.__pyx_unpickle_SeedSequence",
+    # Cython classes: a wildcard cannot vouch for them (no Python source), so listed exactly
+    "numpy.random._generator.Generator",
+    "numpy.random._mt19937.MT19937",
+    "numpy.random._pcg64.PCG64",
+    "numpy.random._pcg64.PCG64DXSM",
+    "numpy.random._philox.Philox",
+    "numpy.random._sfc64.SFC64",
+    "numpy.random.bit_generator.SeedSequence",
+    "numpy.random.mtrand.RandomState",
     # numpy ufuncs real pipelines pass to FunctionTransformer (referenced, not called, on load)
     *(
         f"numpy.{f}"
@@ -164,6 +177,33 @@ DEFAULT_ENTRIES: tuple[str, ...] = (
     "sklearn.ensemble._gb.VerboseReporter",
     "sklearn.metrics._scorer._passthrough_scorer",
     "sklearn.utils._bunch.Bunch",
+    # Cython classes fitted models hold (losses); no Python source, so listed exactly
+    *(
+        f"sklearn._loss._loss.Cy{c}"
+        for c in (
+            "AbsoluteError",
+            "ExponentialLoss",
+            "HalfBinomialLoss",
+            "HalfGammaLoss",
+            "HalfMultinomialLoss",
+            "HalfPoissonLoss",
+            "HalfSquaredError",
+            "HalfTweedieLoss",
+            "HalfTweedieLossIdentity",
+            "HuberLoss",
+            "PinballLoss",
+        )
+    ),
+    *(
+        f"sklearn.linear_model._sgd_fast.{c}"
+        for c in (
+            "EpsilonInsensitive",
+            "Hinge",
+            "ModifiedHuber",
+            "SquaredEpsilonInsensitive",
+            "SquaredHinge",
+        )
+    ),
     # joblib containers (the array wrapper is followed by raw data the scanner skips)
     "joblib.numpy_pickle.NumpyArrayWrapper",
     # skops schema node classes (only the types skops writes into schema.json)
@@ -186,6 +226,29 @@ DEFAULT_ENTRIES: tuple[str, ...] = (
     "torch.bfloat16",
     "torch.int64",
     "torch.*",
+    # legacy storage classes state dicts name; exact so a scan without torch installed passes
+    *(
+        f"torch.{t}Storage"
+        for t in (
+            "Byte",
+            "Char",
+            "Short",
+            "Int",
+            "Long",
+            "Half",
+            "Float",
+            "Double",
+            "BFloat16",
+            "Bool",
+            "ComplexFloat",
+            "ComplexDouble",
+            "QUInt8",
+            "QInt8",
+            "QInt32",
+            "QUInt4x2",
+            "QUInt2x4",
+        )
+    ),
     "torch.nn.parameter.Parameter",
 )
 
@@ -290,6 +353,10 @@ def _class_like(name: str) -> bool:
     return "." not in name and name.lstrip("_")[:1].isupper()
 
 
+def _wildcard(entry: str) -> bool:
+    return entry.endswith((".*", ".**"))
+
+
 def _matches(entry: str, module: str, name: str, *, any_name: bool) -> bool:
     if entry.endswith(".**"):
         pkg = entry[:-3]
@@ -345,8 +412,26 @@ class Allowlist:
                 return True
         return False
 
-    def allows(self, module: str, name: str) -> bool:
-        """True when ``module.name`` may be imported by a pickle."""
+    def refusal(self, module: str, name: str) -> str | None:
+        """Why a pickle may not import ``module.name``; None when it may.
+
+        Returns :data:`NOT_ALLOWED` for names on the hard denylist, on ``deny`` or on no entry.
+        A name matched only by a wildcard must also be *defined* in ``module`` by a ``class`` or
+        ``def`` statement (read from its source, never imported); otherwise the answer says why
+        (re-exported, no Python source, ...).
+        """
         if not module or not name or self.denied(module, name):
-            return False
-        return any(_matches(e, module, name, any_name=False) for e in self.entries)
+            return NOT_ALLOWED
+        wild = False
+        for e in self.entries:
+            if _matches(e, module, name, any_name=False):
+                if not _wildcard(e):
+                    return None
+                wild = True
+        if not wild:
+            return NOT_ALLOWED
+        return _origin.refusal(module, name)
+
+    def allows(self, module: str, name: str) -> bool:
+        """True when ``module.name`` may be imported by a pickle (see :meth:`refusal`)."""
+        return self.refusal(module, name) is None

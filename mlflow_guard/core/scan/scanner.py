@@ -21,12 +21,13 @@ import io
 import os
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from mlflow_guard.core.scan import _formats, _streams, _walker
-from mlflow_guard.core.scan.allowlist import Allowlist
+from mlflow_guard.core.scan.allowlist import NOT_ALLOWED, Allowlist
 from mlflow_guard.core.scan.report import Finding, ScanReport
 
 #: Default cap on bytes read from any one (decompressed) stream: 16 GiB.
@@ -97,17 +98,7 @@ def _scan_pickles(
                 return
         if first:
             ctx.report.count("pickle")
-        bad = tuple(
-            dict.fromkeys(g for g in res.globals if not ctx.allowlist.allows(*g.rsplit(".", 1)))
-        )
-        if bad:
-            ctx.find(
-                label,
-                "imports outside the allowlist: "
-                + ", ".join(bad)
-                + " (loading this file can run code)",
-                bad,
-            )
+        _refuse_imports(ctx, label, "imports", ((g.module, g.name) for g in res.imports))
         for p in dict.fromkeys(res.problems):
             ctx.find(label, f"unsafe pickle construct: {p}")
         if res.error:
@@ -117,6 +108,34 @@ def _scan_pickles(
             )
             return
         first = False
+
+
+def _refuse_imports(ctx: _Ctx, label: str, what: str, pairs: Iterable[tuple[str, str]]) -> None:
+    """Findings for the (module, name) pairs the allowlist refuses: not listed, or listed only
+    through a wildcard while the module does not define the name (re-exports and the like)."""
+    refused: dict[str, str] = {}
+    for module, name in dict.fromkeys(pairs):
+        why = ctx.allowlist.refusal(module, name)
+        if why is not None:
+            refused.setdefault(f"{module}.{name}", why)
+    plain = tuple(g for g, why in refused.items() if why == NOT_ALLOWED)
+    if plain:
+        ctx.find(
+            label,
+            f"{what} outside the allowlist: {', '.join(plain)} (loading this file can run code)",
+            plain,
+        )
+    wild = tuple(g for g, why in refused.items() if why != NOT_ALLOWED)
+    if wild:
+        ctx.find(
+            label,
+            f"{what} that an allowlist wildcard matches but the named module does not define: "
+            + "; ".join(f"{g} ({refused[g]})" for g in wild)
+            + ". A wildcard allows only classes and functions defined by a class or def "
+            "statement in that module; a genuine pickle names the defining module. Loading this "
+            "file can run code: list a name exactly only after reviewing what it resolves to",
+            wild,
+        )
 
 
 class _Prefixed(io.RawIOBase):
@@ -267,12 +286,10 @@ def _skops_schema(ctx: _Ctx, label: str, member: IO[bytes]) -> None:
     if problem:
         ctx.find(label, problem)
         return
-    types: list[str] = []
+    types: list[tuple[str, str]] = []
     problems: list[str] = []
     _formats.skops_types(schema, types, problems)
-    bad = tuple(dict.fromkeys(t for t in types if not ctx.allowlist.allows(*t.rsplit(".", 1))))
-    if bad:
-        ctx.find(label, "skops schema names types outside the allowlist: " + ", ".join(bad), bad)
+    _refuse_imports(ctx, label, "skops schema names types", types)
     for p in dict.fromkeys(problems):
         ctx.find(label, p)
 
