@@ -61,7 +61,7 @@ def _names_in(node: ast.AST, into: set[str]) -> None:
             into.add(n.name)
 
 
-def _bindings(tree: ast.Module) -> _Bindings:
+def _bindings(tree: ast.Module, *, has_global: bool = True) -> _Bindings:
     defs: set[str] = set()
     last: dict[str, int] = {}
     imports: set[str] = set()
@@ -109,9 +109,10 @@ def _bindings(tree: ast.Module) -> _Bindings:
             _names_in(node, other)
 
     block(tree.body, top=True)
-    for n in ast.walk(tree):  # a function or class body may rebind a module global
-        if isinstance(n, ast.Global):
-            other.update(n.names)
+    if has_global:  # a function or class body may rebind a module global
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Global):
+                other.update(n.names)
     return _Bindings(frozenset(defs), last, frozenset(imports), frozenset(other), tuple(stars))
 
 
@@ -150,10 +151,12 @@ def _parse(path: str, size: int, mtime_ns: int) -> _Bindings | str:
     del size, mtime_ns  # cache key only: a changed file is parsed again
     try:
         with open(path, "rb") as f:
-            tree = ast.parse(f.read(), filename=path)
+            data = f.read()
+        tree = ast.parse(data, filename=path)
     except (OSError, SyntaxError, ValueError, RecursionError, MemoryError) as e:
         return f"cannot parse its source ({type(e).__name__})"
-    return _bindings(tree)
+    # walking every function body for 'global' costs more than the parse: skip when absent
+    return _bindings(tree, has_global=b"global" in data)
 
 
 def refusal(module: str, name: str) -> str | None:

@@ -8,6 +8,14 @@ Entry syntax (the same in code and in ``guard.yaml``):
   directly in ``module``;
 * ``package.**`` — any class-like name in ``package`` or any of its sub-modules.
 
+A wildcard also requires the name to be *defined* in that module: bound by a ``class`` or
+``def`` statement in its source (read with :mod:`ast`, never imported; see
+:mod:`mlflow_guard.core.scan._origin`), not imported from elsewhere. Modules expose every name
+they import (``sklearn.pipeline.Parallel`` is joblib's ``Parallel``), while pickle always writes
+the defining module, so real models never need a re-export. Names without Python source
+(C/Cython classes, packages not installed where the scanner runs) fail closed under a wildcard;
+such classes that real models need are exact entries below.
+
 Why wildcards match classes only: calling a class with pickled arguments builds an object, and
 ``BUILD`` only sets its state; calling an arbitrary *function* of a large package can read files,
 download data or re-enter ``pickle`` (``numpy.load``, ``joblib.load``,
