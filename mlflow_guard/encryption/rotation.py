@@ -93,16 +93,21 @@ def _mismatch(info: envelope.WrapInfo) -> Mismatch:
     return Mismatch(info.path, info.header_key_id, info.actual_key_id)
 
 
-def status(root: str | os.PathLike[str]) -> StatusReport:
-    """Count containers by the key that really wraps their data key (no KEK needed)."""
-    out = StatusReport()
+def _containers(root: str | os.PathLike[str], out: StatusReport | RotationReport) -> Iterator[Path]:
+    """The encrypted containers under ``root``; other files are counted in ``out``."""
     for p, regular in walk(root):
         if not regular:
             out.not_regular.append(str(p))
-            continue
-        if not envelope.is_encrypted(p):
+        elif not envelope.is_encrypted(p):
             out.plaintext += 1
-            continue
+        else:
+            yield p
+
+
+def status(root: str | os.PathLike[str]) -> StatusReport:
+    """Count containers by the key that really wraps their data key (no KEK needed)."""
+    out = StatusReport()
+    for p in _containers(root, out):
         try:
             info = envelope.inspect(p)
         except envelope.DecryptionError as e:
@@ -126,13 +131,7 @@ def rotate(
     """
     old = sorted(kek.key_ids)
     out = RotationReport(kek.add_primary())
-    for p, regular in walk(root):
-        if not regular:
-            out.not_regular.append(str(p))
-            continue
-        if not envelope.is_encrypted(p):
-            out.plaintext += 1
-            continue
+    for p in _containers(root, out):
         try:
             info = envelope.inspect(p)
             if info.header_lies:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import KeyPair, KeyRing, snapshot
-from tests.plugins.conftest import artifact_dir
+from tests.plugins.conftest import artifact_dir, use_embedded_registry
 
 
 @pytest.fixture(scope="module")
@@ -29,26 +29,13 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def registry(db: Path, keyring: KeyRing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A guarded SQLite registry; models are signed at log time. Returns the policy path."""
-    import mlflow
-
-    from mlflow_guard.lineage import base_models
-
     policy = tmp_path / "guard.yaml"
     policy.write_text(yaml.safe_dump({
         "version": 1,
         "keys": [{"id": "ci", "public_key": str(keyring["model"].public), "purposes": ["model"]}],
         "registry": {"require_signature": True, "scan_model_files": True},
     }))  # fmt: skip
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_GUARD_POLICY", str(policy))
-    monkeypatch.setenv("MLFLOW_GUARD_SIGNING_KEY", str(keyring["model"].private))
-    monkeypatch.delenv("MLFLOW_GUARD_SIGNING_KEY_PASSPHRASE", raising=False)
-    monkeypatch.setenv("MLFLOW_GUARD_LINEAGE", "off")
-    uri = f"guard+sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    base_models.clear()
+    use_embedded_registry(monkeypatch, policy, db, signing_key=keyring["model"].private)
     return policy
 
 

@@ -174,3 +174,34 @@ def artifact_dir(model_id: str) -> Path:
 
     loc = mlflow.MlflowClient().get_logged_model(model_id).artifact_location
     return Path(loc.removeprefix("file://"))
+
+
+def use_embedded_registry(
+    monkeypatch: pytest.MonkeyPatch,
+    policy: Path,
+    db: Path,
+    *,
+    signing_key: Path | None = None,
+    approvals: Path | None = None,
+) -> str:
+    """Point MLflow (environment and process-global URIs) at a ``guard+sqlite`` store on ``db``
+    governed by ``policy``, from ``policy``'s folder; models are signed at log time with
+    ``signing_key`` when given; lineage capture is off. Returns the store URI."""
+    import mlflow
+
+    from mlflow_guard.lineage import base_models
+
+    monkeypatch.chdir(policy.parent)
+    monkeypatch.setenv("MLFLOW_GUARD_POLICY", str(policy))
+    if signing_key is not None:
+        monkeypatch.setenv("MLFLOW_GUARD_SIGNING_KEY", str(signing_key))
+    monkeypatch.delenv("MLFLOW_GUARD_SIGNING_KEY_PASSPHRASE", raising=False)
+    monkeypatch.setenv("MLFLOW_GUARD_LINEAGE", "off")
+    if approvals is not None:
+        monkeypatch.setenv("MLFLOW_GUARD_APPROVALS_DIR", str(approvals))
+    uri = f"guard+sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    base_models.clear()
+    return uri

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,10 +107,9 @@ def auth(user: str) -> tuple[str, str]:
     return (user, ADMIN_PASSWORD if user == "admin" else USERS[user])
 
 
-@pytest.fixture(scope="session")
-def reg_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    """One guard server (SQLite, 2 workers) for the session, with alice, bob, carol, mallory."""
-    root = tmp_path_factory.mktemp("registry-server")
+@contextmanager
+def running_registry(root: Path) -> Iterator[Env]:
+    """A guard server with the registry policy in ``root`` (fresh keys, the test users)."""
     signers = write_keys(root)
     server = start_registry_server(root)
     try:
@@ -117,6 +117,13 @@ def reg_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         yield Env(server, root, signers)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def reg_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """One guard server (SQLite, 2 workers) for the session, with alice, bob, carol, mallory."""
+    with running_registry(tmp_path_factory.mktemp("registry-server")) as env:
+        yield env
 
 
 def client_as(env: Env, user: str, monkeypatch: pytest.MonkeyPatch) -> Any:

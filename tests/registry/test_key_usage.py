@@ -16,6 +16,7 @@ import yaml
 
 from mlflow_guard.cli import run
 from mlflow_guard.core import keys
+from tests.plugins.conftest import use_embedded_registry
 
 pytestmark = pytest.mark.slow
 
@@ -35,24 +36,12 @@ def _policy(path: Path, pubs: dict[str, Path], revoked: list[str]) -> None:
 @pytest.fixture
 def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Two model keys (old, ci) in the policy; an embedded guarded registry."""
-    import mlflow
-
-    from mlflow_guard.lineage import base_models
-
     privs, pubs = {}, {}
     for name in ("old", "ci"):
         privs[name], pubs[name] = keys.write_keypair(tmp_path / "keys", name, keys.generate())
     policy = tmp_path / "guard.yaml"
     _policy(policy, pubs, [])
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_GUARD_POLICY", str(policy))
-    monkeypatch.delenv("MLFLOW_GUARD_SIGNING_KEY_PASSPHRASE", raising=False)
-    monkeypatch.setenv("MLFLOW_GUARD_LINEAGE", "off")
-    uri = f"guard+sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    base_models.clear()
+    uri = use_embedded_registry(monkeypatch, policy, tmp_path / "mlflow.db")
     return {"policy": policy, "privs": privs, "pubs": pubs, "uri": uri}
 
 

@@ -19,7 +19,7 @@ import yaml
 from mlflow_guard.core import approvals
 from mlflow_guard.core.approvals import Target
 from tests.conftest import KeyRing
-from tests.plugins.conftest import log_sklearn
+from tests.plugins.conftest import log_sklearn, use_embedded_registry
 
 pytestmark = pytest.mark.slow
 
@@ -62,16 +62,9 @@ def emb(db: Path, keyring: KeyRing, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     }))  # fmt: skip
     folder = tmp_path / "approvals"
     folder.mkdir()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_GUARD_POLICY", str(policy))
-    monkeypatch.setenv("MLFLOW_GUARD_SIGNING_KEY", str(keyring["model"].private))
-    monkeypatch.delenv("MLFLOW_GUARD_SIGNING_KEY_PASSPHRASE", raising=False)
-    monkeypatch.setenv("MLFLOW_GUARD_LINEAGE", "off")
-    monkeypatch.setenv("MLFLOW_GUARD_APPROVALS_DIR", str(folder))
-    uri = f"guard+sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    use_embedded_registry(
+        monkeypatch, policy, db, signing_key=keyring["model"].private, approvals=folder
+    )
     return Embedded(mlflow.MlflowClient(), folder, keyring)
 
 

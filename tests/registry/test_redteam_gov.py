@@ -13,27 +13,16 @@ import pytest
 import requests
 
 from mlflow_guard.store import GuardStore
-from tests.registry.conftest import (
-    Env,
-    auth,
-    create_users,
-    start_registry_server,
-    write_keys,
-)
+from tests.registry.conftest import Env, auth, running_registry
 
 G = "/api/2.0/mlflow-guard"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    root = tmp_path_factory.mktemp("redteam-gov")
-    signers = write_keys(root)
-    server = start_registry_server(root)
-    try:
-        create_users(server.url)
-        yield Env(server, root, signers)
-    finally:
-        server.stop()
+    """A server of its own: these tests delete users and revoke tokens."""
+    with running_registry(tmp_path_factory.mktemp("redteam-gov")) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
