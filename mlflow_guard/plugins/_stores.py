@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,31 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as _TrackingS
 from mlflow_guard.core.approvals import Target
 from mlflow_guard.core.errors import GuardError
 from mlflow_guard.plugins import gate, promotion
+
+_watches: dict[Path, Any] = {}
+_watches_lock = threading.Lock()
+
+
+def _current_policy() -> tuple[Any, Any]:
+    """The policy in force (``$MLFLOW_GUARD_POLICY`` or ``./guard.yaml``) and its trust store.
+
+    Loaded once per file and reloaded when the file or a key file it names changes (the guard
+    server's :class:`~mlflow_guard.server.policy_watch.PolicyWatch`), instead of several times
+    per registry call. A policy that changed and no longer loads raises until it loads again.
+
+    Raises:
+        PolicyError: no policy, or one that does not load.
+    """
+    from mlflow_guard.core.policy import find_policy, load_policy
+    from mlflow_guard.server.policy_watch import PolicyWatch
+
+    path = find_policy().resolve()
+    with _watches_lock:
+        watch = _watches.get(path)
+        if watch is None:
+            watch = _watches[path] = PolicyWatch(load_policy(path), path)
+    policy = watch.refresh()
+    return policy, watch.trust_for(policy)
 
 
 def _deny(summary: str, reasons: list[str]) -> MlflowException:
@@ -206,11 +232,8 @@ class GuardRegistryStore(_RegistryStore):
         super().delete_registered_model(name)
 
     def _policy_trust(self) -> tuple[Any, Any]:
-        from mlflow_guard.core.policy import load_policy
-        from mlflow_guard.loading import trust_store
-
         try:
-            return load_policy(), trust_store()
+            return _current_policy()
         except GuardError as e:
             raise _deny("no usable policy for the registry", [f"{e.summary}; {e.hint}"]) from e
 
@@ -237,12 +260,10 @@ class GuardRegistryStore(_RegistryStore):
             )
 
     def _gate(self, source: str) -> gate.GateResult:
-        from mlflow_guard.core.policy import load_policy
-        from mlflow_guard.loading import download, trust_store
+        from mlflow_guard.loading import download
 
         try:
-            policy = load_policy()
-            trust = trust_store()
+            policy, trust = _current_policy()
         except GuardError as e:
             return gate.GateResult(False, [f"policy: {e.summary}; {e.hint}"])
         tmp = tempfile.mkdtemp(prefix="mlflow-guard-gate-")

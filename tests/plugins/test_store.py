@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,36 @@ def test_copy_model_version_is_verified_again(guarded: Workspace) -> None:
     assert "registration of a version of 'fraud-copy-dst' denied" in message
     assert "re-sign after an intended change" in message
     assert _versions("fraud-copy-dst") == [copy.version]
+
+
+def test_registry_calls_load_the_policy_only_when_it_changes(
+    guarded: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded store keeps the policy until its file (or a key file) changes: registry
+    calls no longer parse it several times each, and an edit still applies at the next call."""
+    import mlflow
+
+    from mlflow_guard.core import policy as policy_module
+    from mlflow_guard.server import policy_watch
+
+    log_sklearn("fraud-cached")
+    client = mlflow.MlflowClient()
+    loads: list[object] = []
+    real = policy_module.load_policy
+
+    def counting(*args: object, **kw: object) -> object:
+        loads.append(args)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(policy_module, "load_policy", counting)
+    monkeypatch.setattr(policy_watch, "load_policy", counting)
+    client.set_registered_model_alias("fraud-cached", "candidate", "1")
+    client.set_model_version_tag("fraud-cached", "1", "note", "x")
+    client.delete_registered_model_alias("fraud-cached", "candidate")
+    assert loads == []
+
+    path = os.environ["MLFLOW_GUARD_POLICY"]
+    with open(path, "a") as f:
+        f.write("\n# edited\n")
+    client.set_registered_model_alias("fraud-cached", "candidate", "1")
+    assert len(loads) == 1
