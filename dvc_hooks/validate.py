@@ -10,7 +10,10 @@ DVC output, from the DVC cache by the md5 in the previous ``.dvc``/``dvc.lock``.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,20 +81,108 @@ def read_table(data: bytes, rule: ValidationRule, *, what: str) -> Any:
     """Parse bytes into a pandas DataFrame.
 
     Raises:
-        DataError: broken CSV rows, unreadable Parquet.
+        DataError: broken CSV rows, unreadable Parquet, or column names that are the same
+            once case, surrounding whitespace, a BOM or Unicode compatibility forms are
+            ignored (``label,label`` which pandas renames to ``label.1``, ``label,Label ``):
+            another reader may pick the column this check did not look at.
     """
     import pandas as pd
 
     try:
         if _fmt(rule) == "parquet":
-            return pd.read_parquet(io.BytesIO(data))
-        return pd.read_csv(io.BytesIO(data), on_bad_lines="error")
+            df = pd.read_parquet(io.BytesIO(data))
+            names = [str(c) for c in df.columns]
+        else:
+            df = pd.read_csv(io.BytesIO(data), on_bad_lines="error")
+            head = pd.read_csv(io.BytesIO(data), header=None, nrows=1, dtype=str)
+            names = [str(c) for c in head.iloc[0].tolist()] if len(head) else []
     except Exception as e:  # pandas/pyarrow raise many types for malformed input
         raise DataError(
             f"{what}: cannot be read as {_fmt(rule).upper()}",
             details=[f"{type(e).__name__}: {str(e).strip()[:300]}"],
             hint="fix the broken rows or restore the previous version",
         ) from e
+    seen: dict[str, str] = {}
+    clashes = []
+    for name in names:
+        key = _column_key(name)
+        if key in seen:
+            clashes.append(f"{seen[key]!r} and {name!r}")
+        seen.setdefault(key, name)
+    nested = [str(c) for c in df.columns if _is_nested(df[c])]
+    if nested:
+        raise DataError(
+            f"{what}: nested columns (lists, maps, structs) cannot be validated",
+            details=[f"column {c!r}" for c in nested],
+            hint="flatten them into scalar columns, or keep them out of a validated file",
+        )
+    if clashes:
+        raise DataError(
+            f"{what}: ambiguous column names (equal ignoring case, whitespace, BOM)",
+            details=clashes,
+            hint="give every column one distinct name; readers disagree on which duplicate "
+            "they use",
+        )
+    return df
+
+
+def _is_nested(col: Any) -> bool:
+    if col.dtype.kind != "O":
+        return False
+    return any(not isinstance(v, (str, int, float, bool, bytes)) and v is not None for v in col)
+
+
+def _column_key(name: str) -> str:
+    cleaned = unicodedata.normalize("NFKC", name)
+    for ch in ("\ufeff", "\u200b", "\u200c", "\u200d", "\u2060"):
+        cleaned = cleaned.replace(ch, "")
+    return cleaned.strip().casefold()
+
+
+def _bytes_at(root: Path, path: str, rev: str) -> tuple[bytes | None, str]:
+    """The content of ``path`` in ``rev`` (``HEAD``, or ``""`` for the git index).
+
+    A git-tracked file is read from git; a DVC output from the DVC cache by the md5 its
+    ``.dvc``/``dvc.lock`` records in that tree.
+
+    Raises:
+        VerificationError: the tree tracks the path through DVC but the cache lacks the object.
+    """
+    label = f"{rev}:" if rev else "the index (:)"
+    blob = gitutil.show(root, f"{rev}:{path}")
+    if blob is not None:
+        return blob, f"git {rev or 'index'}"
+    out = checks.covering_dvc_file(root, path, checks.commit_reader(root, rev))
+    if out is None:
+        return None, f"not tracked in {label}"
+    md5 = out.md5
+    where = f"{rev}:{out.dvc_file}"
+    if out.is_dir:
+        listing = dvcfiles.dir_listing(root, out)
+        rel = path.removeprefix(out.path + "/")
+        if listing is not None and rel not in listing:
+            return None, f"not in {where}"
+        md5 = listing[rel] if listing is not None else md5
+    obj = None if md5.endswith(".dir") else dvcfiles.cache_object(root, md5)
+    if obj is None:
+        raise VerificationError(
+            f"{path}: the version recorded in {where} (md5 {md5}) is not in the DVC cache",
+            hint="run `dvc fetch` for a committed version, or `dvc add`/`dvc commit` for a "
+            "staged one, so that exact version can be validated",
+        )
+    data = obj.read_bytes()
+    if md5 not in (_md5(data), _md5(data.replace(b"\r\n", b"\n"))):  # md5-dos2unix
+        raise VerificationError(
+            f"{path}: the DVC cache object for md5 {md5} ({where}) holds other bytes",
+            details=[f"cache object: {obj}"],
+            hint="the DVC cache was tampered with; remove that object and run `dvc pull` "
+            "or `dvc add` again",
+        )
+    return data, f"DVC cache ({where})"
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def previous_bytes(root: Path, path: str) -> tuple[bytes | None, str]:
@@ -102,27 +193,17 @@ def previous_bytes(root: Path, path: str) -> tuple[bytes | None, str]:
     """
     if not gitutil.has_head(root):
         return None, "no previous commit"
-    blob = gitutil.show(root, f"HEAD:{path}")
-    if blob is not None:
-        return blob, "git HEAD"
-    out = checks.covering_dvc_file(root, path, checks.commit_reader(root, "HEAD"))
-    if out is None:
-        return None, "not tracked at HEAD"
-    md5 = out.md5
-    if out.is_dir:
-        listing = dvcfiles.dir_listing(root, out)
-        rel = path.removeprefix(out.path + "/")
-        if listing is not None and rel not in listing:
-            return None, f"not in HEAD:{out.dvc_file}"
-        md5 = listing[rel] if listing is not None else md5
-    obj = None if md5.endswith(".dir") else dvcfiles.cache_object(root, md5)
-    if obj is None:
-        raise VerificationError(
-            f"{path}: the previous version (md5 {md5} in HEAD:{out.dvc_file}) "
-            "is not in the DVC cache",
-            hint="run `dvc fetch` so the previous version can be compared",
-        )
-    return obj.read_bytes(), f"DVC cache (HEAD:{out.dvc_file})"
+    return _bytes_at(root, path, "HEAD")
+
+
+def staged_bytes(root: Path, path: str) -> bytes | None:
+    """The content of ``path`` the commit being made records (git index, or the DVC cache
+    object its staged ``.dvc``/``dvc.lock`` names), not the working tree, which may differ.
+
+    Raises:
+        VerificationError: the staged DVC record names an object the cache lacks.
+    """
+    return _bytes_at(root, path, "")[0]
 
 
 _KINDS = {
@@ -142,6 +223,47 @@ def _type_ok(series: Any, want: str) -> bool:
     if want == "string" and str(series.dtype) in ("string", "str"):
         return True
     return kind in _KINDS[want]
+
+
+def _outside(
+    col: Any, lo: float | None, hi: float | None, *, nulls_governed: bool
+) -> tuple[int, str]:
+    """Rows of ``col`` outside ``[lo, hi]`` and a detail line.
+
+    A range holds finite numbers: ``inf``/``-inf`` are outside even at an open end, and so is a
+    value that is not a number (a string column, ``"5"``). Missing values (empty, ``NaN``) are
+    outside too unless the rule sets ``max_null_share``, which then governs them: otherwise
+    poisoned rows could hide as ``NaN`` in a ranged column.
+    """
+    missing = int(col.isna().sum())
+    s = col.dropna()
+    nbad = 0 if nulls_governed else missing
+    try:
+        vals = [float(v) for v in s.tolist()]
+        if s.dtype.kind not in "iufb":
+            raise TypeError
+    except (TypeError, ValueError):
+        return nbad + len(s), f"not numeric (dtype {col.dtype})"
+    finite = [v for v in vals if math.isfinite(v)]
+    nbad += len(vals) - len(finite)
+    nbad += sum(1 for v in finite if (lo is not None and v < lo) or (hi is not None and v > hi))
+    detail = f"min {min(vals)}, max {max(vals)}" if vals else ""
+    if missing:
+        how = "governed by max_null_share" if nulls_governed else "counted outside"
+        detail += f"{', ' if detail else ''}{missing} missing ({how})"
+    return nbad, detail
+
+
+def _normalised(df: Any) -> Any:
+    """``df`` with text cells stripped and NFKC-normalised: ``"Paris "`` repeats ``"Paris"``
+    (numbers are already parsed, so ``0.5``/``0.50``/``5e-1`` are equal)."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype.kind == "O" or str(out[c].dtype) in ("string", "str"):
+            out[c] = out[c].map(
+                lambda v: unicodedata.normalize("NFKC", v).strip() if isinstance(v, str) else v
+            )
+    return out
 
 
 def check_table(df: Any, rule: ValidationRule, prev: Any | None) -> list[Finding]:
@@ -179,21 +301,9 @@ def check_table(df: Any, rule: ValidationRule, prev: Any | None) -> list[Finding
         if col not in df.columns:
             out.append(Finding(p, f"ranges.{col}", "missing column", f"[{lo}, {hi}]", False))
             continue
-        s = df[col].dropna()
-        try:
-            nbad = int(((s < lo) if lo is not None else s.lt(s)).sum())
-            nbad += int(((s > hi) if hi is not None else s.gt(s)).sum())
-        except TypeError:
-            nbad = len(s)
+        nbad, detail = _outside(df[col], lo, hi, nulls_governed=rule.max_null_share is not None)
         out.append(
-            Finding(
-                p,
-                f"ranges.{col}",
-                f"{nbad} rows outside",
-                f"[{lo}, {hi}]",
-                nbad == 0,
-                f"min {s.min()}, max {s.max()}" if len(s) else "",
-            )
+            Finding(p, f"ranges.{col}", f"{nbad} rows outside", f"[{lo}, {hi}]", nbad == 0, detail)
         )
     for col, allowed in rule.categories.items():
         if col not in df.columns:
@@ -212,7 +322,8 @@ def check_table(df: Any, rule: ValidationRule, prev: Any | None) -> list[Finding
             )
         )
     if rule.max_duplicate_share is not None and n:
-        val = float(df.duplicated().mean())
+        dup = _normalised(df).duplicated()
+        val = float(dup.mean())
         out.append(
             Finding(
                 p,
@@ -220,7 +331,8 @@ def check_table(df: Any, rule: ValidationRule, prev: Any | None) -> list[Finding
                 val,
                 rule.max_duplicate_share,
                 val <= rule.max_duplicate_share,
-                f"{int(df.duplicated().sum())} of {n} rows repeat an earlier row",
+                f"{int(dup.sum())} of {n} rows repeat an earlier row "
+                "(text compared without surrounding whitespace, NFKC)",
             )
         )
     if prev is None:
@@ -274,14 +386,30 @@ def check_table(df: Any, rule: ValidationRule, prev: Any | None) -> list[Finding
     return out
 
 
-def validate_rule(root: Path, rule: ValidationRule, result: Result) -> None:
-    """Validate one rule's current data (working tree) against HEAD, adding findings."""
-    current = manifests.workspace_reader(root)(rule.path)
-    if current is None:
-        raise VerificationError(
-            f"{rule.path}: file named by a datasets.validate rule is not in the workspace",
-            hint="run `dvc checkout`/`dvc pull`, or fix the path in guard.yaml",
-        )
+def validate_rule(
+    root: Path, rule: ValidationRule, result: Result, *, staged: bool = False
+) -> None:
+    """Validate one rule's data against HEAD, adding findings.
+
+    ``staged`` validates what the commit records (index / staged DVC record), else the working
+    tree: a pre-commit hook must check the bytes that get committed, not a clean working copy
+    left beside a poisoned staged version.
+    """
+    if staged:
+        current = staged_bytes(root, rule.path)
+        if current is None:
+            raise VerificationError(
+                f"{rule.path}: file named by a datasets.validate rule is not in the commit",
+                hint="stage it (`git add`, or `dvc add` and stage its .dvc file), "
+                "or fix the path in guard.yaml",
+            )
+    else:
+        current = manifests.workspace_reader(root)(rule.path)
+        if current is None:
+            raise VerificationError(
+                f"{rule.path}: file named by a datasets.validate rule is not in the workspace",
+                hint="run `dvc checkout`/`dvc pull`, or fix the path in guard.yaml",
+            )
     df = read_table(current, rule, what=rule.path)
     old, where = previous_bytes(root, rule.path)
     prev = read_table(old, rule, what=f"{rule.path} ({where})") if old is not None else None

@@ -40,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     errors: list[GuardError] = []
     for rule in rules:
         try:
-            validate.validate_rule(root, rule, result)
+            validate.validate_rule(root, rule, result, staged=args.staged)
         except GuardError as e:
             errors.append(e)
     if errors:
