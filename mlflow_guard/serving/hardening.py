@@ -6,7 +6,13 @@ The options trade detail for safety:
 
 - ``labels_only``: a probability matrix becomes the most likely label per row;
 - ``top_k=N``: each row becomes its N most likely ``{"label", "probability"}`` pairs;
-- ``round_digits=N``: floating-point outputs rounded to N decimals.
+- ``round_digits=N``: floating-point outputs rounded to N decimals, wherever they sit (frames,
+  object columns, dicts, lists, tuples).
+
+With labels-only or top-k, an output that is neither a score matrix (2-D float, two or more
+columns) nor already labels (no non-integral float anywhere) is refused, not passed through:
+dicts, frames with extra columns and single probability columns would otherwise leak full
+scores (fail closed; the client gets an error naming the model output, never the output).
 
 :class:`HardenedModel` wraps an already verified and loaded pyfunc model so MLflow's scoring
 server (which parses the input) calls it exactly as it would call the model itself.
@@ -15,6 +21,7 @@ server (which parses the input) calls it exactly as it would call the model itse
 from __future__ import annotations
 
 import contextvars
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -127,8 +134,12 @@ class HardenedModel:
     def harden(self, raw: Any) -> Any:
         """Apply the :class:`OutputPolicy` to one model output."""
         p = self.policy
-        found = _matrix(raw)
-        if found is not None and (p.labels_only or p.top_k is not None):
+        if p.labels_only or p.top_k is not None:
+            found = _matrix(raw)
+            if found is None:
+                if not self._is_labels(raw):
+                    raise _refusal(raw, "--labels-only" if p.labels_only else "--top-k")
+                return raw
             arr, cols = found
             if p.labels_only:
                 return [self._label(int(i), cols) for i in np.argmax(arr, axis=1)]
@@ -143,6 +154,25 @@ class HardenedModel:
             ]
         return self._round_any(raw)
 
+    def _is_labels(self, raw: Any) -> bool:
+        """Whether ``raw`` holds only labels: no float that is not integral or a class label."""
+        if hasattr(raw, "columns"):
+            return len(raw.columns) == 1 and self._is_labels(raw.iloc[:, 0].to_numpy())
+        if hasattr(raw, "to_numpy"):
+            raw = raw.to_numpy()
+        if isinstance(raw, str | bool | int | np.bool_ | np.integer | np.str_):
+            return True
+        if isinstance(raw, float | np.floating):
+            v = float(raw)
+            return (math.isfinite(v) and v.is_integer()) or v in (self._labels or ())
+        if isinstance(raw, list | tuple | np.ndarray):
+            arr = raw if isinstance(raw, np.ndarray) else None
+            if arr is not None and arr.dtype.kind in "biuUS":
+                return True
+            items = arr.ravel().tolist() if arr is not None else raw
+            return all(not isinstance(v, list | tuple) and self._is_labels(v) for v in items)
+        return False
+
     def _round(self, x: Any) -> float:
         v = float(x)
         return round(v, self.policy.round_digits) if self.policy.round_digits is not None else v
@@ -151,12 +181,46 @@ class HardenedModel:
         d = self.policy.round_digits
         if d is None:
             return raw
-        if hasattr(raw, "round") and hasattr(raw, "dtypes"):
-            return raw.round(d)
-        if isinstance(raw, np.ndarray) and np.issubdtype(raw.dtype, np.floating):
-            return np.round(raw, d)
+        if hasattr(raw, "columns") and hasattr(raw, "round"):
+            out = raw.round(d)
+            for c in out.columns:
+                if out[c].dtype.kind == "O":
+                    out[c] = out[c].map(self._round_any)
+            return out
+        if hasattr(raw, "dtype") and hasattr(raw, "map"):
+            kind = raw.dtype.kind
+            return raw.round(d) if kind == "f" else raw.map(self._round_any) if kind == "O" else raw
+        if isinstance(raw, np.ndarray):
+            if np.issubdtype(raw.dtype, np.floating):
+                return np.round(raw, d)
+            if raw.dtype.kind == "O":
+                out_arr = np.empty(raw.shape, dtype=object)
+                for idx, v in np.ndenumerate(raw):
+                    out_arr[idx] = self._round_any(v)
+                return out_arr
+            return raw
         if isinstance(raw, float | np.floating):
             return round(float(raw), d)
-        if isinstance(raw, list):
-            return [self._round_any(v) for v in raw]
+        if isinstance(raw, dict):
+            return {k: self._round_any(v) for k, v in raw.items()}
+        if isinstance(raw, list | tuple):
+            return type(raw)(self._round_any(v) for v in raw)
         return raw
+
+
+def _refusal(raw: Any, option: str) -> Exception:
+    """An MLflow error (so the scoring server answers with it, without the output)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+
+    shape = type(raw).__name__
+    if hasattr(raw, "columns"):
+        shape += f" with columns {[str(c) for c in raw.columns][:20]}"
+    elif hasattr(raw, "shape"):
+        shape += f" of shape {tuple(raw.shape)}"
+    return MlflowException(
+        f"output hardening ({option}) cannot reduce this model's output ({shape}) to labels; "
+        "it is refused rather than served with its scores. Serve a model whose output is a "
+        "2-D probability matrix (one column per class) or labels, or drop the option",
+        error_code=INTERNAL_ERROR,
+    )
