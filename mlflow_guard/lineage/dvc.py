@@ -2,9 +2,11 @@
 
 For every output: its path (relative to the DVC root), DVC's md5 and hash kind (``md5``, or
 ``md5-dos2unix`` for legacy entries without ``hash:``), size, file count for directories, and —
-when the dataset-signature sidecar written by ``dvc-guard sign`` exists — the sha256 manifest
-digest from it. DVC's md5 is a lookup key, never a security digest; the sha256 comes from the
-signed manifest and is re-verified by the server's gate, not believed here.
+when the dataset-signature sidecar written by ``dvc-guard sign`` exists and signs this very
+version (the md5 it records equals the DVC file's) — the sha256 manifest digest from it. A
+sidecar for another version is reported as a lineage problem and leaves the output unsigned.
+DVC's md5 is a lookup key, never a security digest. The sidecar's DSSE signature is not
+verified here (``dvc-guard verify`` does that).
 """
 
 from __future__ import annotations
@@ -155,8 +157,13 @@ def _parse_dvc_yaml(data: bytes) -> Any:
         return e
 
 
-def _parse_sidecar(data: bytes) -> dict[str, tuple[str, str]]:
-    """{output path: (manifest sha256, file sha256)} from a dataset signature sidecar."""
+def _parse_sidecar(data: bytes) -> dict[str, tuple[str, str, str]]:
+    """{output path: (manifest sha256, file sha256, signed DVC md5)} from a signature sidecar.
+
+    The md5 is what the manifest says the signed version's DVC record was: a sidecar left
+    behind after the data changed (``dvc add`` again, not re-signed) names another md5 and
+    must not make the new version look signed.
+    """
     try:
         raw = json.loads(data)
         statement = json.loads(base64.b64decode(raw["payload"]))
@@ -165,18 +172,20 @@ def _parse_sidecar(data: bytes) -> dict[str, tuple[str, str]]:
     except (ValueError, KeyError, TypeError, AttributeError):
         return {}
     file_sha: dict[str, str] = {}
+    md5: dict[str, str] = {}
     for o in outputs if isinstance(outputs, list) else []:
-        if isinstance(o, dict) and not o.get("is_dir"):
+        if isinstance(o, dict):
+            md5[str(o.get("path"))] = str(o.get("md5") or "")
             files = o.get("files") or []
-            if len(files) == 1 and isinstance(files[0], dict):
+            if not o.get("is_dir") and len(files) == 1 and isinstance(files[0], dict):
                 file_sha[str(o.get("path"))] = str(files[0].get("sha256", ""))
-    out: dict[str, tuple[str, str]] = {}
+    out: dict[str, tuple[str, str, str]] = {}
     for s in subjects if isinstance(subjects, list) else []:
         if isinstance(s, dict) and isinstance(s.get("digest"), dict):
             name = str(s.get("name", ""))
             sha = str(s["digest"].get("sha256", ""))
             if sha:
-                out[name] = (sha, file_sha.get(name, ""))
+                out[name] = (sha, file_sha.get(name, ""), md5.get(name, ""))
     return out
 
 
@@ -237,8 +246,14 @@ def _parse_outputs(full: str, rel: str) -> tuple[list[DvcOutput], list[str]]:
             problems.append(f"{source}: malformed output entry")
             continue
         hit = table.get(out.path)
-        if hit is not None:
+        if hit is not None and hit[2] and hit[2] == out.md5:
             out = replace(out, sha256=hit[0], file_sha256=hit[1], signature=rel + ".sig")
+        elif hit is not None:
+            problems.append(
+                f"{rel}.sig: signs {out.path} with md5 {hit[2] or 'unknown'}, but {source} "
+                f"records md5 {out.md5}: the data changed since it was signed; re-sign with "
+                "`dvc-guard sign`"
+            )
         outputs.append(out)
     return outputs, problems
 

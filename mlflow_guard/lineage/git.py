@@ -43,7 +43,12 @@ class GitInfo:
 
 
 def strip_credentials(url: str) -> str:
-    """Remove ``user:password@`` (or a token) from a remote URL; keep scp-like ``git@host:``."""
+    """Remove ``user:password@`` (or a token), the query and the fragment from a remote URL.
+
+    Query strings carry tokens too (``?access_token=…``, ``?private_token=…``) and a git remote
+    needs neither query nor fragment to be identified. Scp-like ``git@host:path`` keeps only
+    ``host:path``; IPv6 hosts keep their brackets.
+    """
     if not url:
         return ""
     m = _SCP_LIKE.match(url)
@@ -51,14 +56,17 @@ def strip_credentials(url: str) -> str:
         return f"{m.group('host')}:{m.group('path')}"
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return ""
-    if parts.username is None and parts.password is None:
-        return url
+    if not parts.scheme and not parts.netloc:
+        return parts.path
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if ":" in host:
+        host = f"[{host}]"
+    if port:
+        host = f"{host}:{port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _untracked_digest(h: hashlib._Hash, root: Path, names: list[str], limit: int) -> None:

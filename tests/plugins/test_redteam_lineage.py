@@ -1,0 +1,101 @@
+"""Red team: provenance whose lineage lies, and secrets leaking into lineage.
+
+Real git and DVC repositories in temporary folders, real ``dvc-guard sign`` sidecars; the
+provenance is built by the same code the log-time hook runs (``attest.provenance_input``) and
+judged by the function the registration gate uses (``provenance.unmet_requirements``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlflow_guard.core import provenance
+from mlflow_guard.lineage import dvc, snapshot
+from mlflow_guard.lineage import git as git_lineage
+from mlflow_guard.plugins import attest
+from tests.conftest import KeyRing
+from tests.plugins.conftest import BIN, git, run
+
+
+def _attestation(repo: Path) -> provenance.Attestation:
+    dvc._cache.clear()
+    dvc._loaded.clear()
+    snap = snapshot.collect(repo)
+    inp = attest.provenance_input("m", "0" * 64, snap, provenance.RunInfo(run_id="r"))
+    return provenance.Attestation(provenance.build_statement(inp), None)
+
+
+@pytest.fixture
+def stale_sidecar_repo(tmp_path: Path, keyring: KeyRing) -> Path:
+    """A committed, clean repo whose dataset was changed after it was signed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    run([str(BIN / "dvc"), "init", "-q"], repo)
+    data = repo / "train.csv"
+    data.write_text("x,label\n1,0\n2,1\n")
+    run([str(BIN / "dvc"), "add", "-q", "train.csv"], repo)
+    run([str(BIN / "dvc-guard"), "sign", "--key", str(keyring["dataset"].private)], repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "signed v1")
+    return repo
+
+
+def test_signed_dataset_is_signed(stale_sidecar_repo: Path) -> None:
+    att = _attestation(stale_sidecar_repo)
+    assert provenance.unmet_requirements(att, ["datasets_signed"]) == []
+
+
+def test_sidecar_of_another_version_does_not_make_the_dataset_signed(
+    stale_sidecar_repo: Path,
+) -> None:
+    repo = stale_sidecar_repo
+    signed_sidecar = (repo / "train.csv.dvc.sig").read_bytes()
+    (repo / "train.csv").write_text("x,label\n1,1\n2,1\n3,1\n")  # poisoned v2
+    run([str(BIN / "dvc"), "add", "-q", "train.csv"], repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v2, not re-signed")
+    assert git(repo, "status", "--porcelain") == ""
+    assert (repo / "train.csv.dvc.sig").read_bytes() == signed_sidecar  # nothing re-signed
+
+    att = _attestation(repo)
+    (dep,) = att.dependencies("dataset")
+    assert "sha256" not in dep["digest"], dep
+    assert not dep["annotations"].get("signed"), dep
+    unmet = provenance.unmet_requirements(att, ["datasets_signed"])
+    assert unmet == [
+        "datasets_signed: unsigned datasets: train.csv; sign them with `dvc-guard sign`"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("https://host.example/org/repo.git?access_token=SECRET1", "SECRET1"),
+        ("https://host.example/org/repo.git?private_token=SECRET2#frag", "SECRET2"),
+        ("https://oauth2:SECRET3@host.example/org/repo.git?x=1", "SECRET3"),
+        ("ssh://user:SECRET4@host.example:2222/org/repo.git", "SECRET4"),
+        ("https://SECRET5@host.example/org/repo.git", "SECRET5"),
+    ],
+)
+def test_remote_url_secrets_never_reach_lineage(tmp_path: Path, url: str, secret: str) -> None:
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "remote", "add", "origin", url)
+    info = git_lineage.collect(repo)
+    assert info is not None
+    assert secret not in info.remote_url
+    assert "host.example" in info.remote_url
+    assert secret not in json.dumps(snapshot.collect(repo).tags())
+
+
+def test_ipv6_remote_keeps_its_brackets() -> None:
+    assert (
+        git_lineage.strip_credentials("https://u:p@[::1]:8443/x.git") == "https://[::1]:8443/x.git"
+    )
