@@ -1,9 +1,11 @@
 """Git lineage: commit, branch, remote URL (credentials stripped), dirty flag, diff digest.
 
-Uses GitPython (imported lazily; a hook or a plain ``import mlflow`` must not pay for it). Two
-``git`` subprocesses at most: ``git status --porcelain`` for the dirty flag and the list of
-changed/untracked files, and ``git diff HEAD --binary`` for the digest of uncommitted changes
-(only when dirty).
+Uses GitPython (imported lazily; a hook or a plain ``import mlflow`` must not pay for it). Three
+``git`` subprocesses at most: ``git status --porcelain`` (submodule ignore rules and fsmonitor
+overridden: the repository config must not hide dirt) for the dirty flag and the list of
+changed/untracked files, ``git ls-files -v`` for files flagged assume-unchanged or
+skip-worktree (their edits are invisible to ``status``; present ones count as changed), and
+``git diff HEAD --binary`` for the digest of uncommitted changes (only when dirty).
 """
 
 from __future__ import annotations
@@ -69,10 +71,29 @@ def strip_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def _untracked_digest(h: hashlib._Hash, root: Path, names: list[str], limit: int) -> None:
+def _flagged_present(ls_files_v: str, root: Path) -> list[str]:
+    """Tracked files present in the tree whose edits ``git status`` cannot see.
+
+    ``git update-index --assume-unchanged`` (lower-case tag in ``git ls-files -v``) and
+    ``--skip-worktree`` (tag ``S``) make git skip a file: an edit to it leaves ``status`` and
+    ``diff`` empty. Such a file present in the working tree counts as changed (a sparse
+    checkout's skip-worktree files are absent, so they do not).
+    """
+    out = []
+    for e in ls_files_v.split("\0"):
+        if len(e) > 2 and (e[0] == "S" or e[0].islower()):
+            name = e[2:]
+            if os.path.lexists(root / name):
+                out.append(name)
+    return out
+
+
+def _untracked_digest(
+    h: hashlib._Hash, root: Path, names: list[str], limit: int, label: bytes = b"untracked"
+) -> None:
     budget = limit
     for name in sorted(names):
-        h.update(b"\0untracked\0" + name.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(b"\0" + label + b"\0" + name.encode("utf-8", "surrogateescape") + b"\0")
         p = root / name
         try:
             st = p.lstat()
@@ -119,7 +140,19 @@ def collect(
             # read from the config (``Remote.urls`` would start another git process)
             url = remote.config_reader.get_value("url", "")
             remote_url = strip_credentials(str(url))
-        status = repo.git.status("--porcelain=v1", "-z", "--untracked-files=all")
+        # the config can hide dirt from `git status`: submodule ignore rules, an fsmonitor hook
+        status = repo.git.execute(
+            [
+                "git",
+                "-c",
+                "core.fsmonitor=false",
+                "status",
+                "--porcelain=v1",
+                "-z",
+                "--untracked-files=all",
+                "--ignore-submodules=none",
+            ]
+        )
         entries = [e for e in status.split("\0") if e]
         changed: list[str] = []
         untracked: list[str] = []
@@ -134,13 +167,24 @@ def collect(
             changed.append(name)
             if code == "??":
                 untracked.append(name)
+        hidden = _flagged_present(repo.git.ls_files("-v", "-z"), root)
+        changed.extend(n for n in hidden if n not in changed)
         dirty = bool(changed)
         diff_sha = ""
         if dirty:
             h = hashlib.sha256()
             if commit:
-                h.update(repo.git.diff("HEAD", "--binary", stdout_as_string=False))
+                h.update(
+                    repo.git.diff(
+                        "HEAD",
+                        "--binary",
+                        "--no-ext-diff",
+                        "--no-textconv",
+                        stdout_as_string=False,
+                    )
+                )
             _untracked_digest(h, root, untracked, untracked_limit)
+            _untracked_digest(h, root, hidden, untracked_limit, label=b"flagged")
             diff_sha = h.hexdigest()
         return GitInfo(
             root=str(root),

@@ -99,3 +99,70 @@ def test_ipv6_remote_keeps_its_brackets() -> None:
     assert (
         git_lineage.strip_credentials("https://u:p@[::1]:8443/x.git") == "https://[::1]:8443/x.git"
     )
+
+
+@pytest.fixture
+def committed_repo(tmp_path: Path) -> Path:
+    """A clean repository with one tracked script and a submodule."""
+    sub = tmp_path / "libsrc"
+    sub.mkdir()
+    git(sub, "init", "-q", "-b", "main")
+    git(sub, "config", "user.email", "t@example.com")
+    git(sub, "config", "user.name", "t")
+    (sub / "lib.py").write_text("K = 1\n")
+    git(sub, "add", "-A")
+    git(sub, "commit", "-q", "-m", "lib")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    (repo / "train.py").write_text("print('train')\n")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "lib")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "init")
+    return repo
+
+
+def _git_clean_unmet(repo: Path) -> list[str]:
+    return provenance.unmet_requirements(_attestation(repo), ["git_clean"])
+
+
+def test_clean_repo_is_clean(committed_repo: Path) -> None:
+    assert _git_clean_unmet(committed_repo) == []
+
+
+@pytest.mark.parametrize("flag", ["--assume-unchanged", "--skip-worktree"])
+def test_edit_hidden_by_an_index_flag_is_dirty(committed_repo: Path, flag: str) -> None:
+    repo = committed_repo
+    git(repo, "update-index", flag, "train.py")
+    (repo / "train.py").write_text("print('poisoned')\n")
+    assert git(repo, "status", "--porcelain") == ""  # what plain git status shows
+    info = git_lineage.collect(repo)
+    assert info is not None
+    assert info.dirty
+    assert "train.py" in info.changed
+    assert info.diff_sha256
+    assert _git_clean_unmet(repo)[0].startswith("git_clean: the run started from a working tree")
+
+
+def test_sparse_checkout_files_absent_from_the_tree_are_not_dirt(committed_repo: Path) -> None:
+    repo = committed_repo
+    git(repo, "update-index", "--skip-worktree", "train.py")
+    (repo / "train.py").unlink()
+    assert git(repo, "status", "--porcelain") == ""
+    info = git_lineage.collect(repo)
+    assert info is not None
+    assert not info.dirty
+
+
+def test_submodule_edit_hidden_by_ignore_config_is_dirty(committed_repo: Path) -> None:
+    repo = committed_repo
+    git(repo, "config", "submodule.lib.ignore", "all")
+    (repo / "lib" / "lib.py").write_text("K = 2  # poisoned\n")
+    assert git(repo, "status", "--porcelain") == ""
+    info = git_lineage.collect(repo)
+    assert info is not None
+    assert info.dirty
+    assert "lib" in info.changed
+    assert _git_clean_unmet(repo) != []
