@@ -20,6 +20,7 @@ Pure module: no MLflow, DVC or git import. The policy's lineage requirements are
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -304,9 +305,10 @@ def unmet_requirements(
     """Every lineage requirement of the policy that ``attestation`` does not meet (empty: ok).
 
     Requirements: ``attestation`` (a provenance signed by a trusted model key), ``git_commit``,
-    ``git_clean``, ``datasets_signed`` (at least one dataset, each with a sha256 from a signed
-    manifest), ``environment``, ``base_model_signed`` (at least one base model, each signed by a
-    key the trust store accepts for ``model``). An unknown requirement is unmet (fail closed).
+    ``git_clean``, ``datasets_signed`` (at least one dataset, each marked signed and with a
+    sha256 digest of 64 lower-case hex), ``environment``, ``base_model_signed`` (at least one
+    base model, each with a sha256 digest and signed by a key the trust store accepts for
+    ``model``). An unknown requirement is unmet (fail closed).
     """
     reqs = list(requirements)
     if not reqs:
@@ -334,7 +336,11 @@ def unmet_requirements(
                 )
         elif r == "datasets_signed":
             ds = attestation.dependencies("dataset")
-            bad = [d.get("name", "?") for d in ds if not (d.get("annotations") or {}).get("signed")]
+            bad = [
+                d.get("name", "?")
+                for d in ds
+                if not ((d.get("annotations") or {}).get("signed") and _sha256_of(d))
+            ]
             if not ds:
                 out.append("datasets_signed: no DVC dataset recorded; track inputs with DVC")
             elif bad:
@@ -353,6 +359,20 @@ def unmet_requirements(
     return out
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha256_of(dep: dict[str, Any]) -> str:
+    """The dependency's sha256 digest when it is one (64 lower-case hex), else ``""``.
+
+    Dependencies whose only digest is md5 (DVC's lookup key) or another algorithm never count
+    as signed: every security digest here is sha256.
+    """
+    digest = dep.get("digest")
+    v = digest.get("sha256") if isinstance(digest, dict) else None
+    return v if isinstance(v, str) and _SHA256_HEX.fullmatch(v) else ""
+
+
 def _base_model_problems(
     attestation: Attestation, trust: TrustStore | None, at: datetime | None
 ) -> list[str]:
@@ -367,6 +387,12 @@ def _base_model_problems(
     out = []
     for b in bases:
         kid = str((b.get("annotations") or {}).get("signer_key_id", ""))
+        if not _sha256_of(b):
+            out.append(
+                f"base_model_signed: base model {b.get('name')}: its digest is not a sha256 "
+                "digest (64 lower-case hex); load it with mlflow_guard.load_model"
+            )
+            continue
         try:
             if not kid:
                 raise KeyNotTrusted("no signer recorded")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_guard.core import provenance
+from mlflow_guard.core import keys, provenance
+from mlflow_guard.core.policy import Purpose
+from mlflow_guard.core.trust import TrustedKey, TrustStore
 from mlflow_guard.lineage import dvc, snapshot
 from mlflow_guard.lineage import git as git_lineage
 from mlflow_guard.plugins import attest
@@ -166,3 +168,56 @@ def test_submodule_edit_hidden_by_ignore_config_is_dirty(committed_repo: Path) -
     assert info.dirty
     assert "lib" in info.changed
     assert _git_clean_unmet(repo) != []
+
+
+_BASE_KEY = keys.generate()
+_BASE_TRUST = TrustStore([TrustedKey("base", _BASE_KEY.public_key(), frozenset({Purpose.MODEL}))])
+
+
+def _claimed(kind: str, digest: dict[str, str]) -> provenance.Attestation:
+    """A statement whose dependency claims to be signed but carries ``digest``."""
+    inp = provenance.ProvenanceInput(
+        model_name="m",
+        root_digest="0" * 64,
+        datasets=(provenance.Dataset(path="d.csv", sha256="a" * 64, signature="d.csv.dvc.sig"),),
+        base_models=(
+            provenance.BaseModelRef(
+                uri="models:/b/1",
+                root_digest="b" * 64,
+                signer_key_id=keys.key_id(_BASE_KEY.public_key()),
+            ),
+        ),
+    )
+    att = provenance.Attestation(provenance.build_statement(inp), None)
+    for dep in att.dependencies(kind):
+        dep["digest"] = digest
+    return att
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [{"md5": "a" * 32}, {"sha256": "A" * 64}, {"sha256": "a" * 63}, {"sha512": "a" * 128}],
+    ids=str,
+)
+def test_signed_dataset_claim_without_a_sha256_digest_is_unmet(digest: dict[str, str]) -> None:
+    assert (
+        provenance.unmet_requirements(
+            _claimed("dataset", {"sha256": "a" * 64}), ["datasets_signed"]
+        )
+        == []
+    )
+    unmet = provenance.unmet_requirements(_claimed("dataset", digest), ["datasets_signed"])
+    assert unmet == ["datasets_signed: unsigned datasets: d.csv; sign them with `dvc-guard sign`"]
+
+
+@pytest.mark.parametrize("digest", [{"md5": "b" * 32}, {"sha256": "xyz"}], ids=str)
+def test_base_model_without_a_sha256_digest_is_unmet(digest: dict[str, str]) -> None:
+    ok = _claimed("base_model", {"sha256": "b" * 64})
+    assert provenance.unmet_requirements(ok, ["base_model_signed"], _BASE_TRUST) == []
+    unmet = provenance.unmet_requirements(
+        _claimed("base_model", digest), ["base_model_signed"], _BASE_TRUST
+    )
+    assert unmet == [
+        "base_model_signed: base model models:/b/1: its digest is not a sha256 digest "
+        "(64 lower-case hex); load it with mlflow_guard.load_model"
+    ]
