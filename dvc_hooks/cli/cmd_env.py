@@ -40,10 +40,13 @@ def register(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from dvc_hooks import env
 
-    if args.python:
-        sites = env.site_dirs_of(args.python)
+    search: list[str] = []
+    stdlib = None
+    if args.site_packages:
+        sites = args.site_packages
     else:
-        sites = args.site_packages or env.default_site_dirs()
+        interp = env.interpreter_of(args.python)
+        sites, search, stdlib = interp.site_dirs, interp.search_path, interp.stdlib_names
     if args.requirements is not None:
         reqs = [Path(r) for r in args.requirements]
     else:
@@ -52,7 +55,13 @@ def _run(args: argparse.Namespace) -> int:
         except Exception:
             root = None
         reqs = env.find_requirement_files(root) if root else []
-    report = env.check(sites, reqs, check_site_packages=not args.no_site)
+    report = env.check(
+        sites,
+        reqs,
+        check_site_packages=not args.no_site,
+        search_path=search,
+        stdlib_names=stdlib,
+    )
     if args.json and report.ok:
         _common.print_json({"ok": True, **report.__dict__})
     elif not args.json:
@@ -61,6 +70,10 @@ def _run(args: argparse.Namespace) -> int:
             f"{', '.join(report.site_dirs) or '(none)'}; "
             f"{len(reqs)} requirement file(s)"
         )
+        for e in report.editable:
+            print(
+                f"note: editable install, its code is outside site-packages and not verified: {e}"
+            )
         print(f"vulnerability audit: {report.audit}")
     report.raise_if_failed()
     return 0
