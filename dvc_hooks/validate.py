@@ -129,7 +129,9 @@ def read_table(data: bytes, rule: ValidationRule, *, what: str) -> Any:
 def _is_nested(col: Any) -> bool:
     if col.dtype.kind != "O":
         return False
-    return any(not isinstance(v, (str, int, float, bool, bytes)) and v is not None for v in col)
+    import numpy as np
+
+    return any(isinstance(v, (list, tuple, dict, set, np.ndarray)) for v in col)
 
 
 def _column_key(name: str) -> str:

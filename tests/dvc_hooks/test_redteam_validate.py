@@ -220,6 +220,24 @@ def test_nested_parquet_label_is_refused_with_a_reason(clean: Path) -> None:
     _blocked(clean, "nested columns", "column 'label'")
 
 
+def test_parquet_dates_and_decimals_are_scalars_not_nested(clean: Path) -> None:
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+
+    t = pa.table(
+        {
+            "day": [datetime.date(2024, 1, d) for d in range(1, 5)],
+            "amount": [decimal.Decimal("1.50")] * 4,
+            "label": [0, 1, 0, 1],
+        }
+    )
+    _stage(clean, "data/t.parquet", _parquet(t))
+    proc = guard(clean, "validate", "--staged")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_dictionary_encoded_parquet_label_is_still_checked(clean: Path) -> None:
     import pyarrow as pa
 
