@@ -348,44 +348,83 @@ def check_table(df: Any, rule: ValidationRule, prev: Any | None) -> list[Finding
             if old_schema.get(c) != new_schema.get(c)
         ]
         out.append(Finding(p, "schema", "changed", "unchanged", False, "; ".join(diff)))
-    lab = rule.label_column
-    if lab and (rule.max_label_shift is not None or rule.max_psi is not None):
+    out += _drift(df, prev, rule, rule.max_label_shift, rule.max_psi, rule.max_changed_share)
+    return out
+
+
+def _drift(
+    df: Any,
+    prev: Any,
+    rule: ValidationRule,
+    max_shift: float | None,
+    max_psi: float | None,
+    max_changed: float | None,
+    *,
+    against: str = "",
+) -> list[Finding]:
+    """Label shift, PSI and changed-row share of ``df`` against ``prev`` (the previous commit,
+    or with ``against`` the baseline version it names)."""
+    p, lab, out = rule.path, rule.label_column, []
+    prefix = f"baseline {against}: " if against else ""
+    rows = f"rows of {against}" if against else "previous rows"
+    if lab and (max_shift is not None or max_psi is not None):
         if lab not in df.columns or lab not in prev.columns:
-            out.append(Finding(p, "label_column", "missing", lab, False))
+            out.append(Finding(p, f"{prefix}label_column", "missing", lab, False))
         else:
             old_d = _stats.distribution(prev[lab].tolist())
             new_d = _stats.distribution(df[lab].tolist())
             desc = f"{_stats.describe(old_d)} -> {_stats.describe(new_d)}"
-            if rule.max_label_shift is not None:
+            if max_shift is not None:
                 js = _stats.js_distance(old_d, new_d)
-                out.append(
-                    Finding(
-                        p,
-                        "max_label_shift (Jensen-Shannon distance)",
-                        js,
-                        rule.max_label_shift,
-                        js <= rule.max_label_shift,
-                        desc,
-                    )
-                )
-            if rule.max_psi is not None:
+                name = f"{prefix}max_label_shift (Jensen-Shannon distance)"
+                out.append(Finding(p, name, js, max_shift, js <= max_shift, desc))
+            if max_psi is not None:
                 psi = _stats.psi(old_d, new_d)
-                out.append(Finding(p, "max_psi", psi, rule.max_psi, psi <= rule.max_psi, desc))
-    if rule.max_changed_share is not None and len(prev):
+                out.append(Finding(p, f"{prefix}max_psi", psi, max_psi, psi <= max_psi, desc))
+    if max_changed is not None and len(prev):
         common = [c for c in prev.columns if c in df.columns]
         gone = _stats.removed_rows(prev[common], df[common])
         val = gone / len(prev)
         out.append(
             Finding(
                 p,
-                "max_changed_share",
+                f"{prefix}max_changed_share",
                 val,
-                rule.max_changed_share,
-                val <= rule.max_changed_share,
-                f"{gone} of {len(prev)} previous rows modified or removed",
+                max_changed,
+                val <= max_changed,
+                f"{gone} of {len(prev)} {rows} modified or removed",
             )
         )
     return out
+
+
+def baseline_bytes(root: Path, rule: ValidationRule) -> tuple[bytes, str]:
+    """The dataset as the rule's baseline revision holds it, and where it came from.
+
+    Raises:
+        VerificationError: the revision does not resolve, or does not hold the file (fail
+            closed: a baseline that cannot be read must not silently skip the limits).
+    """
+    assert rule.baseline is not None
+    ref = rule.baseline.ref
+    commit = gitutil.git(
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
+        root,
+        check=False,
+    ).strip()
+    if not commit:
+        raise VerificationError(
+            f"{rule.path}: baseline {ref!r} is not a revision of this repository",
+            hint="fetch the tag or branch (`git fetch --tags`), or fix datasets.validate"
+            "[].baseline.ref in guard.yaml",
+        )
+    data, where = _bytes_at(root, rule.path, commit.decode())
+    if data is None:
+        raise VerificationError(
+            f"{rule.path}: baseline {ref!r} does not hold this file ({where})",
+            hint="point baseline.ref at a revision that holds the reviewed dataset",
+        )
+    return data, where.replace(commit.decode(), ref)
 
 
 def validate_rule(
@@ -418,6 +457,14 @@ def validate_rule(
     if prev is None:
         result.notes.append(f"{rule.path}: {where}; shift and change checks skipped")
     result.findings.extend(check_table(df, rule, prev))
+    b = rule.baseline
+    if b is not None:
+        data, where = baseline_bytes(root, rule)
+        base = read_table(data, rule, what=f"{rule.path} ({where})")
+        drift = _drift(
+            df, base, rule, b.max_label_shift, b.max_psi, b.max_changed_share, against=b.ref
+        )
+        result.findings.extend(drift)
 
 
 def changed_paths(root: Path) -> set[str]:

@@ -15,6 +15,10 @@ Example::
           columns: {age: int, income: float, city: string, label: int}
           ranges: {age: [0, 120]}
           categories: {city: [Paris, Lyon]}
+          baseline:                  # also against a reviewed version: drift over many commits
+            ref: data-v1             # git tag, branch or commit
+            max_label_shift: 0.1
+            max_changed_share: 0.2
 """
 
 from __future__ import annotations
@@ -27,6 +31,48 @@ from mlflow_guard.core.policy._types import StrictModel
 
 ColumnType = Literal["int", "float", "number", "string", "bool", "datetime", "any"]
 
+_REF_FORBIDDEN = set(" \t\n\r:~^?*[\\")
+
+
+class BaselineRule(StrictModel):
+    """Drift checks against a fixed, reviewed version of the dataset.
+
+    Comparing each commit with the previous one alone lets poisoning through in slices: ten
+    commits flipping 4 % of the labels each stay under a 5 % per-commit limit. These limits
+    bound what changed since ``ref`` in total.
+
+    Attributes:
+        ref: git revision holding the reviewed version (a tag such as ``data-v1``, a branch or
+            a commit); it must resolve in the repository, or validation fails (closed).
+        max_label_shift: highest Jensen–Shannon distance (base 2) of the label distribution.
+        max_psi: highest population stability index of the label distribution.
+        max_changed_share: highest share of the reviewed version's rows modified or removed.
+    """
+
+    ref: str = Field(min_length=1)
+    max_label_shift: float | None = Field(default=None, ge=0, le=1)
+    max_psi: float | None = Field(default=None, ge=0)
+    max_changed_share: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("ref")
+    @classmethod
+    def _plain_ref(cls, v: str) -> str:
+        if v.startswith("-") or set(v) & _REF_FORBIDDEN or ".." in v:
+            raise ValueError(
+                "baseline.ref must be a plain git revision (a tag, branch or commit id): no "
+                "leading '-', whitespace, '..' or any of : ~ ^ ? * [ \\"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _has_limit(self) -> BaselineRule:
+        if self.max_label_shift is None and self.max_psi is None and self.max_changed_share is None:
+            raise ValueError(
+                "baseline configures no limit; set max_label_shift, max_psi or max_changed_share"
+            )
+        return self
+
+
 _CHECKS = (
     "label_column",
     "max_label_shift",
@@ -38,6 +84,7 @@ _CHECKS = (
     "ranges",
     "categories",
     "min_rows",
+    "baseline",
 )
 
 
@@ -61,6 +108,7 @@ class ValidationRule(StrictModel):
         ranges: ``{column: [min, max]}`` (inclusive; ``null`` for an open end).
         categories: ``{column: [allowed values]}``.
         min_rows: fewest rows accepted.
+        baseline: drift limits against a reviewed version (:class:`BaselineRule`).
     """
 
     path: str = Field(min_length=1)
@@ -77,6 +125,7 @@ class ValidationRule(StrictModel):
     ranges: dict[str, list[float | None]] = Field(default_factory=dict)
     categories: dict[str, list[str | int | float | bool]] = Field(default_factory=dict)
     min_rows: int | None = Field(default=None, ge=0)
+    baseline: BaselineRule | None = None
 
     @field_validator("path")
     @classmethod
@@ -108,9 +157,11 @@ class ValidationRule(StrictModel):
                 "set at least one of max_label_shift, max_psi, max_duplicate_share, "
                 "max_changed_share, max_null_share, columns, ranges, categories, min_rows"
             )
-        if (self.max_label_shift is not None or self.max_psi is not None) and not (
-            self.label_column
-        ):
+        b = self.baseline
+        shift = [self.max_label_shift, self.max_psi]
+        if b is not None:
+            shift += [b.max_label_shift, b.max_psi]
+        if any(x is not None for x in shift) and not self.label_column:
             raise ValueError(
                 f"validation rule for {self.path!r}: max_label_shift/max_psi need label_column"
             )
