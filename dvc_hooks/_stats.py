@@ -61,14 +61,34 @@ def describe(d: Mapping[str, float], limit: int = 6) -> str:
     return "{" + body + (", …" if len(items) > limit else "") + "}"
 
 
+def _canonical_text(col: Any) -> Any:
+    """A column as text in which equal numbers read alike: an integral float within 2**53 is
+    written as the integer (``3.0`` as ``3``), so a column that only changed dtype (an int
+    column that gained a missing value and became float) does not count as modified."""
+    import numpy as np
+    import pandas as pd
+
+    if not pd.api.types.is_float_dtype(col):
+        return col.astype(str)
+    v = col.to_numpy(dtype=float)
+    integral = np.isfinite(v) & (np.floor(v) == v) & (np.abs(v) < 2.0**53)
+    text = col.astype(str).to_numpy(dtype=object)
+    text[integral] = v[integral].astype(np.int64).astype(str)
+    return pd.Series(text, index=col.index)
+
+
 def removed_rows(prev: Any, cur: Any) -> int:
-    """Rows of ``prev`` (a DataFrame) absent from ``cur``, as multisets: modified or removed."""
+    """Rows of ``prev`` (a DataFrame) absent from ``cur``, as multisets: modified or removed.
+
+    Cells compare as text, numbers canonically (``3`` equals ``3.0``).
+    """
     import pandas as pd
 
     def rows(df: Any) -> Counter[int]:
         if not len(df):
             return Counter()
-        return Counter(pd.util.hash_pandas_object(df.astype(str), index=False).tolist())
+        text = pd.DataFrame({c: _canonical_text(df[c]) for c in df.columns})
+        return Counter(pd.util.hash_pandas_object(text, index=False).tolist())
 
     old, new = rows(prev), rows(cur)
     return sum((old - new).values())

@@ -96,3 +96,20 @@ def test_a_baseline_ref_with_git_syntax_is_a_policy_error(repo: Path) -> None:
     proc = guard(repo, "validate")
     assert proc.returncode == 2
     assert "baseline.ref must be a plain git revision" in proc.stderr
+
+
+def test_changed_rows_compare_numbers_not_their_spelling() -> None:
+    """An int column that gains a missing value becomes float: ``3`` and ``3.0`` are the same
+    cell (it counted every row as modified), while a real change, a NaN, or two integers beyond
+    float precision stay different."""
+    import pandas as pd
+
+    from dvc_hooks import _stats
+
+    ints = pd.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]})
+    floats = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "b", "c"]})
+    edited = pd.DataFrame({"x": [1.0, 2.5, float("nan")], "y": ["a", "b", "c"]})
+    assert _stats.removed_rows(ints, floats) == 0
+    assert _stats.removed_rows(ints, edited) == 2
+    big = pd.DataFrame({"x": [2**60, 2**60 + 1]})
+    assert _stats.removed_rows(big, pd.DataFrame({"x": [float(2**60)] * 2})) == 2
