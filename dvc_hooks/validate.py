@@ -4,13 +4,12 @@ For each ``datasets.validate`` rule of the policy the current file (CSV or Parqu
 pandas/pyarrow, imported only here) is checked on its own — schema, types, ranges, categories,
 null share, duplicate rows — and against the previously committed version — schema change,
 label-distribution shift (Jensen–Shannon distance and PSI) and the share of previous rows
-modified or removed. The previous version is read from git (``git show HEAD:path``) or, for a
-DVC output, from the DVC cache by the md5 in the previous ``.dvc``/``dvc.lock``.
+modified or removed — and, with a rule's ``baseline``, against a reviewed revision. Where those
+versions come from: :mod:`dvc_hooks.data_versions`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import unicodedata
@@ -18,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dvc_hooks import _stats, checks, dvcfiles, gitutil, manifests
+from dvc_hooks import _stats, dvcfiles, gitutil, manifests
+from dvc_hooks.data_versions import baseline_bytes, previous_bytes, staged_bytes
 from mlflow_guard.core.errors import PolicyViolation, VerificationError
 from mlflow_guard.core.policy import ValidationRule
 
@@ -139,73 +139,6 @@ def _column_key(name: str) -> str:
     for ch in ("\ufeff", "\u200b", "\u200c", "\u200d", "\u2060"):
         cleaned = cleaned.replace(ch, "")
     return cleaned.strip().casefold()
-
-
-def _bytes_at(root: Path, path: str, rev: str) -> tuple[bytes | None, str]:
-    """The content of ``path`` in ``rev`` (``HEAD``, or ``""`` for the git index).
-
-    A git-tracked file is read from git; a DVC output from the DVC cache by the md5 its
-    ``.dvc``/``dvc.lock`` records in that tree.
-
-    Raises:
-        VerificationError: the tree tracks the path through DVC but the cache lacks the object.
-    """
-    label = f"{rev}:" if rev else "the index (:)"
-    blob = gitutil.show(root, f"{rev}:{path}")
-    if blob is not None:
-        return blob, f"git {rev or 'index'}"
-    out = checks.covering_dvc_file(root, path, checks.commit_reader(root, rev))
-    if out is None:
-        return None, f"not tracked in {label}"
-    md5 = out.md5
-    where = f"{rev}:{out.dvc_file}"
-    if out.is_dir:
-        listing = dvcfiles.dir_listing(root, out)
-        rel = path.removeprefix(out.path + "/")
-        if listing is not None and rel not in listing:
-            return None, f"not in {where}"
-        md5 = listing[rel] if listing is not None else md5
-    obj = None if md5.endswith(".dir") else dvcfiles.cache_object(root, md5)
-    if obj is None:
-        raise VerificationError(
-            f"{path}: the version recorded in {where} (md5 {md5}) is not in the DVC cache",
-            hint="run `dvc fetch` for a committed version, or `dvc add`/`dvc commit` for a "
-            "staged one, so that exact version can be validated",
-        )
-    data = obj.read_bytes()
-    if md5 not in (_md5(data), _md5(data.replace(b"\r\n", b"\n"))):  # md5-dos2unix
-        raise VerificationError(
-            f"{path}: the DVC cache object for md5 {md5} ({where}) holds other bytes",
-            details=[f"cache object: {obj}"],
-            hint="the DVC cache was tampered with; remove that object and run `dvc pull` "
-            "or `dvc add` again",
-        )
-    return data, f"DVC cache ({where})"
-
-
-def _md5(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def previous_bytes(root: Path, path: str) -> tuple[bytes | None, str]:
-    """The committed (HEAD) content of ``path``, and where it came from.
-
-    Raises:
-        VerificationError: HEAD tracks the path through DVC but the cache lacks the object.
-    """
-    if not gitutil.has_head(root):
-        return None, "no previous commit"
-    return _bytes_at(root, path, "HEAD")
-
-
-def staged_bytes(root: Path, path: str) -> bytes | None:
-    """The content of ``path`` the commit being made records (git index, or the DVC cache
-    object its staged ``.dvc``/``dvc.lock`` names), not the working tree, which may differ.
-
-    Raises:
-        VerificationError: the staged DVC record names an object the cache lacks.
-    """
-    return _bytes_at(root, path, "")[0]
 
 
 _KINDS = {
@@ -396,35 +329,6 @@ def _drift(
             )
         )
     return out
-
-
-def baseline_bytes(root: Path, rule: ValidationRule) -> tuple[bytes, str]:
-    """The dataset as the rule's baseline revision holds it, and where it came from.
-
-    Raises:
-        VerificationError: the revision does not resolve, or does not hold the file (fail
-            closed: a baseline that cannot be read must not silently skip the limits).
-    """
-    assert rule.baseline is not None
-    ref = rule.baseline.ref
-    commit = gitutil.git(
-        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"],
-        root,
-        check=False,
-    ).strip()
-    if not commit:
-        raise VerificationError(
-            f"{rule.path}: baseline {ref!r} is not a revision of this repository",
-            hint="fetch the tag or branch (`git fetch --tags`), or fix datasets.validate"
-            "[].baseline.ref in guard.yaml",
-        )
-    data, where = _bytes_at(root, rule.path, commit.decode())
-    if data is None:
-        raise VerificationError(
-            f"{rule.path}: baseline {ref!r} does not hold this file ({where})",
-            hint="point baseline.ref at a revision that holds the reviewed dataset",
-        )
-    return data, where.replace(commit.decode(), ref)
 
 
 def validate_rule(
