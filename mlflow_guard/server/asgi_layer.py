@@ -6,8 +6,9 @@ request against those routes exactly as Starlette will (first full match before 
 mount) and asks the engine; everything else falls through to Flask, which enforces itself.
 
 The OTLP export (``/v1/traces``) is the one native route whose *body* guard must read (the
-trace ids it writes to, see :mod:`mlflow_guard.server.otlp`): the wrapper buffers it (bounded),
-lets the engine parse it after authentication, and replays the bytes guard parsed to MLflow.
+trace ids it writes to, see :mod:`mlflow_guard.server.otlp`): once the caller's credentials are
+valid, the wrapper buffers it (bounded), lets the engine parse it, and replays the bytes guard
+parsed to MLflow.
 """
 
 from __future__ import annotations
@@ -178,7 +179,9 @@ class GuardASGI:
                 },
                 headers=merged_headers(scope["headers"]),
             )
-            if view.endpoint == OTLP_ENDPOINT:
+            if view.endpoint == OTLP_ENDPOINT and await anyio.to_thread.run_sync(
+                self.guard.credentials_valid, view
+            ):  # the body is buffered for authenticated callers only (memory is not free)
                 raw = await read_body(receive, self.max_body)
                 if raw is None:
                     return

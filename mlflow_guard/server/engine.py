@@ -350,6 +350,16 @@ class Guard:
         body["tags"] = tags
         return body
 
+    def credentials_valid(self, view: RequestView) -> bool:
+        """Whether the request's credentials authenticate now, without an audit entry
+        (:meth:`check` records the decision). Lets the ASGI layer buffer a request body (an
+        OTLP export) only for an authenticated caller; a refusal here is decided by ``check``."""
+        try:
+            self.authn.authenticate(view.headers.get("authorization"))
+        except Exception:  # anything but success: no body is read, check() decides
+            return False
+        return True
+
     def refuse_malformed(self, view: RequestView, message: str, status: int) -> Verdict:
         """Refuse a request guard could not parse, audited like any decision.
 
