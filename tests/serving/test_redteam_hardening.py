@@ -88,7 +88,8 @@ def _load(tmp_path: Path, model: _Base) -> Any:
     import mlflow.pyfunc
 
     path = tmp_path / type(model).__name__
-    mlflow.pyfunc.save_model(str(path), python_model=model)
+    # explicit requirements: no pip inference (a subprocess per save)
+    mlflow.pyfunc.save_model(str(path), python_model=model, pip_requirements=["mlflow"])
     return mlflow.pyfunc.load_model(str(path))
 
 
