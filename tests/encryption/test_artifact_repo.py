@@ -42,7 +42,9 @@ def test_logged_model_is_ciphertext_at_rest_and_loads(tracking: tuple[Path, str]
     store, exp = tracking
     model = _model()
     with mlflow.start_run(experiment_id=exp):
-        info = mlflow.sklearn.log_model(model, name="m", serialization_format="pickle")
+        info = mlflow.sklearn.log_model(
+            model, name="m", serialization_format="pickle", pip_requirements=["scikit-learn"]
+        )
         mlflow.log_text("hello", "notes/readme.txt")
     files = [p for p in store.rglob("*") if p.is_file()]
     assert files, "nothing was written to the artifact store"
@@ -116,7 +118,7 @@ def test_signature_covers_plaintext(tracking: tuple[Path, str], tmp_path: Path) 
     """A model signed before upload verifies after download: OMS digests cover plaintext."""
     _, exp = tracking
     local = tmp_path / "model"
-    mlflow.sklearn.save_model(_model(), str(local))
+    mlflow.sklearn.save_model(_model(), str(local), pip_requirements=["scikit-learn"])
     key = keys.generate()
     signed = oms.sign_model(local, keys.Signer(key))
     with mlflow.start_run(experiment_id=exp) as run:

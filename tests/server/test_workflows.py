@@ -43,7 +43,7 @@ def alice_run(guard_server: Server, tmp_path_factory: pytest.TempPathFactory) ->
             mlflow.log_metrics({"accuracy": 0.95, "loss": 0.1})
             mlflow.log_artifact(str(art))
             model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
-            info = mlflow.sklearn.log_model(model, name="model")
+            info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
         mv = mlflow.register_model(info.model_uri, "fraud-detector")
         client = mlflow.MlflowClient()
         runs = client.search_runs([exp_id])

@@ -56,7 +56,9 @@ def save_model(dst: Path) -> Path:
 
     x, y = load_iris(return_X_y=True)
     model = LogisticRegression(max_iter=500).fit(x, y)
-    mlflow.sklearn.save_model(model, str(dst), pyfunc_predict_fn="predict_proba")
+    mlflow.sklearn.save_model(
+        model, str(dst), pyfunc_predict_fn="predict_proba", pip_requirements=["scikit-learn"]
+    )
     return dst
 
 
