@@ -7,11 +7,15 @@ except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 PG = os.environ.get("MLFLOW_GUARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def admin_connection(uri: str = PG) -> Any:
@@ -27,3 +31,21 @@ def admin_connection(uri: str = PG) -> Any:
         pytest.skip(msg)
     conn.autocommit = True
     return conn
+
+
+@contextmanager
+def temporary_database(prefix: str) -> Iterator[str]:
+    """A new, empty database on the test server for the ``with`` block; its URI.
+
+    Dropped afterwards even when connections are still open (``WITH (FORCE)``).
+    """
+    conn = admin_connection(PG_ADMIN)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._pg import admin_connection
+from tests._pg import temporary_database
 from tests.feedback.conftest import NOW, Env
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _worker(env: Env, data: bytes, barrier: object, out: object, http: bool) -> None:
@@ -78,16 +75,8 @@ def test_concurrent_double_ingestion_stores_each_record_once(env: Env) -> None:
 
 @pytest.fixture(scope="module")
 def pg_uri() -> Iterator[str]:
-    conn = admin_connection(PG_ADMIN)
-    name = f"guard_feedback_{uuid.uuid4().hex[:10]}"
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
+    with temporary_database("guard_feedback") as uri:
+        yield uri
 
 
 @pytest.mark.postgres

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -22,35 +20,21 @@ import sqlalchemy as sa
 from mlflow_guard.feedback import store as store_mod
 from mlflow_guard.feedback.destinations import TableDestination, TableQuarantineSink
 from mlflow_guard.feedback.ingest import BatchResult, Ingestor
-from tests._pg import admin_connection
+from tests._pg import temporary_database
 from tests.feedback.conftest import NOW, Env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 QUOTA = 12
 WORKERS = 4
 PER_WORKER = 10  # 40 offered against a quota of 12
 PAUSE = 0.3  # seconds between counting a source's claims and claiming
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[Any]:
-    conn = admin_connection(PG_ADMIN)
-    yield conn
-    conn.close()
-
-
 @pytest.fixture
-def pg_uri(pg_server: Any) -> Iterator[str]:
-    name = f"guard_quota_{uuid.uuid4().hex[:10]}"
-    with pg_server.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with pg_server.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def pg_uri() -> Iterator[str]:
+    with temporary_database("guard_quota") as uri:
+        yield uri
 
 
 @pytest.fixture
